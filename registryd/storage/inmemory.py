@@ -1,0 +1,214 @@
+"""
+The in-memory storage driver: for tests and throw-away registries. Content is lost when
+the process ends.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from twisted.internet.defer import Deferred, fail, succeed
+from zope.interface import implementer
+
+from registryd.storage.interfaces import (
+    SKIP_DIR,
+    IFileInfo,
+    IFileReader,
+    IFileWriter,
+    InvalidOffset,
+    IStorageDriver,
+    PathNotFound,
+)
+from registryd.storage.paths import checkPath
+
+NAME = "inmemory"
+_CHUNK = 1 << 20
+
+
+@implementer(IFileInfo)
+@dataclass(frozen=True)
+class FileInfo:
+    """A stat result; shared by the drivers that build their own."""
+
+    path: str
+    size: int
+    modTime: float
+    isDir: bool
+
+
+@dataclass
+class _File:
+    data: bytearray = field(default_factory=bytearray)
+    modTime: float = field(default_factory=time.time)
+
+
+@implementer(IFileReader)
+class _BytesReader:
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._position = 0
+
+    def read(self) -> Deferred:
+        chunk = bytes(self._view[self._position : self._position + _CHUNK])
+        self._position += len(chunk)
+        return succeed(chunk)
+
+    def close(self) -> Deferred:
+        self._view = memoryview(b"")
+        return succeed(None)
+
+
+@implementer(IFileWriter)
+class _MemoryWriter:
+    """Writes go to a pending buffer, kept across close() so append can resume it."""
+
+    def __init__(self, driver: InMemoryDriver, path: str, pending: bytearray) -> None:
+        self._driver = driver
+        self._path = path
+        self._pending = pending
+
+    @property
+    def size(self) -> int:
+        return len(self._pending)
+
+    def write(self, data: bytes) -> Deferred:
+        self._pending += data
+        return succeed(None)
+
+    def close(self) -> Deferred:
+        return succeed(None)
+
+    def cancel(self) -> Deferred:
+        self._driver._pending.pop(self._path, None)
+        return succeed(None)
+
+    def commit(self) -> Deferred:
+        self._driver._pending.pop(self._path, None)
+        self._driver._files[self._path] = _File(self._pending)
+        return succeed(None)
+
+
+@implementer(IStorageDriver)
+class InMemoryDriver:
+    """Every path's content in a dict; directories are implied by the paths below them."""
+
+    name = NAME
+
+    def __init__(self) -> None:
+        self._files: dict[str, _File] = {}
+        self._pending: dict[str, bytearray] = {}
+
+    def _file(self, path: str) -> _File:
+        checkPath(self.name, path)
+        try:
+            return self._files[path]
+        except KeyError:
+            raise PathNotFound(self.name, path) from None
+
+    def _childrenOf(self, path: str) -> list[str]:
+        prefix = path.rstrip("/") + "/"
+        children = {prefix + p[len(prefix) :].split("/", 1)[0] for p in self._files if p.startswith(prefix)}
+        return sorted(children)
+
+    def getContent(self, path: str) -> Deferred:
+        try:
+            return succeed(bytes(self._file(path).data))
+        except Exception as e:
+            return _fail(e)
+
+    def putContent(self, path: str, data: bytes) -> Deferred:
+        try:
+            checkPath(self.name, path)
+        except Exception as e:
+            return _fail(e)
+        self._files[path] = _File(bytearray(data))
+        return succeed(None)
+
+    def reader(self, path: str, offset: int = 0) -> Deferred:
+        try:
+            data = self._file(path).data
+            if offset < 0 or offset > len(data):
+                raise InvalidOffset(self.name, path, f"offset {offset}")
+        except Exception as e:
+            return _fail(e)
+        return succeed(_BytesReader(bytes(data[offset:])))
+
+    def writer(self, path: str, append: bool = False) -> Deferred:
+        try:
+            checkPath(self.name, path)
+            if append:
+                if path not in self._pending:
+                    raise PathNotFound(self.name, path)
+            else:
+                self._pending[path] = bytearray()
+        except Exception as e:
+            return _fail(e)
+        return succeed(_MemoryWriter(self, path, self._pending[path]))
+
+    def stat(self, path: str) -> Deferred:
+        try:
+            checkPath(self.name, path)
+            if path in self._files:
+                f = self._files[path]
+                return succeed(FileInfo(path, len(f.data), f.modTime, False))
+            if path == "/" or self._childrenOf(path):
+                return succeed(FileInfo(path, 0, time.time(), True))
+            raise PathNotFound(self.name, path)
+        except Exception as e:
+            return _fail(e)
+
+    def list(self, path: str) -> Deferred:
+        try:
+            checkPath(self.name, path)
+            children = self._childrenOf(path)
+            if not children and path != "/":
+                raise PathNotFound(self.name, path)
+        except Exception as e:
+            return _fail(e)
+        return succeed(children)
+
+    def move(self, sourcePath: str, destPath: str) -> Deferred:
+        try:
+            checkPath(self.name, destPath)
+            self._files[destPath] = self._file(sourcePath)
+            del self._files[sourcePath]
+        except Exception as e:
+            return _fail(e)
+        return succeed(None)
+
+    def delete(self, path: str) -> Deferred:
+        try:
+            checkPath(self.name, path)
+            prefix = path.rstrip("/") + "/"
+            doomed = [p for p in self._files if p == path or p.startswith(prefix)]
+            if not doomed:
+                raise PathNotFound(self.name, path)
+        except Exception as e:
+            return _fail(e)
+        for p in doomed:
+            del self._files[p]
+        for p in [p for p in self._pending if p == path or p.startswith(prefix)]:
+            del self._pending[p]
+        return succeed(None)
+
+    def redirectURL(self, method: str, path: str) -> Deferred:
+        return succeed(None)
+
+    async def _walk(self, path: str, visit) -> None:
+        for child in self._childrenOf(path):
+            info = await self.stat(child)
+            result = visit(info)
+            if isinstance(result, Deferred):
+                result = await result
+            if info.isDir and result is not SKIP_DIR:
+                await self._walk(child, visit)
+
+    def walk(self, path: str, visit) -> Deferred:
+        d = self.stat(path)
+        d.addCallback(lambda _: Deferred.fromCoroutine(self._walk(path, visit)))
+        return d
+
+
+def _fail(e: Exception) -> Deferred:
+    return fail(e)
