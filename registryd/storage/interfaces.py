@@ -80,8 +80,11 @@ class IFileReader(Interface):
 
 class IFileWriter(Interface):
     """
-    A write in progress to one path. Nothing written becomes visible at the path until
-    C{commit()} fires.
+    A write in progress to one path. Whether partial content shows at the path before
+    C{commit()} is the driver's business (the filesystem appends in place as distribution
+    does; object stores show nothing until the multipart upload completes): the core only
+    writes to upload paths and moves committed content into place, so no half-written
+    blob is ever visible.
     """
 
     size = Attribute("bytes accepted so far, counting any content present when opened with append")
