@@ -1,0 +1,150 @@
+"""
+The C{storage} section: exactly one driver section plus the storage-wide options.
+
+The driver's own parameters are passed through untouched as a plain dict; the driver
+plugin validates them when it is created (see L{registryd.plugins}).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from registryd.config import parsers
+from registryd.config.errors import ConfigError
+
+# Keys under storage that are options, not driver names.
+STORAGE_OPTIONS = ("delete", "redirect", "cache", "maintenance", "tag")
+
+
+@dataclass(frozen=True)
+class UploadPurgingConfig:
+    """The background purge of abandoned uploads (distribution's defaults: on, a week old, daily)."""
+
+    enabled: bool = True
+    age: float = 168 * 3600.0
+    interval: float = 24 * 3600.0
+    dryRun: bool = False
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Which driver holds the bytes, its parameters, and the storage-wide switches."""
+
+    driver: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    deleteEnabled: bool = False
+    redirectDisabled: bool = False
+    readOnly: bool = False
+    uploadPurging: UploadPurgingConfig = field(default_factory=UploadPurgingConfig)
+    # The blob descriptor cache: distribution keeps digest -> (size, media type) in memory
+    # to spare a storage stat per request. registryd's core answers those questions from
+    # storage directly and needs no such cache, so "inmemory" (what Debian ships) changes
+    # nothing observable and is accepted as is; "redis" needs the redis section, which
+    # registryd does not support yet, and is refused.
+    blobDescriptorCache: str | None = None
+    blobDescriptorCacheSize: int = 10000
+
+
+def _section(storage: dict[str, Any], name: str) -> dict[str, Any]:
+    return parsers.mapping(storage.get(name), ["storage", name])
+
+
+def _parsePurging(value: object) -> UploadPurgingConfig:
+    path = ["storage", "maintenance", "uploadpurging"]
+    values = parsers.mapping(value, path)
+    parsers.onlyKeys(values, ("enabled", "age", "interval", "dryrun"), path)
+    defaults = UploadPurgingConfig()
+    enabled = defaults.enabled
+    if values.get("enabled") is not None:
+        enabled = parsers.boolean(values["enabled"], [*path, "enabled"])
+    age, interval = defaults.age, defaults.interval
+    if values.get("age") is not None:
+        age = parsers.duration(values["age"], [*path, "age"])
+    if values.get("interval") is not None:
+        interval = parsers.duration(values["interval"], [*path, "interval"])
+        if interval <= 0:
+            raise ConfigError("must be a positive duration", [*path, "interval"])
+    dryRun = False
+    if values.get("dryrun") is not None:
+        dryRun = parsers.boolean(values["dryrun"], [*path, "dryrun"])
+    return UploadPurgingConfig(enabled=enabled, age=age, interval=interval, dryRun=dryRun)
+
+
+def parseStorage(section: object) -> StorageConfig:
+    """Read the storage section; a bare driver name (C{storage: inmemory}) is accepted as in distribution."""
+    if isinstance(section, str):
+        section = {section: None}
+    if section is None:
+        raise ConfigError("a storage driver section is required (e.g. filesystem)", ["storage"])
+    storage = parsers.mapping(section, ["storage"])
+
+    drivers = [name for name in storage if name not in STORAGE_OPTIONS]
+    if not drivers:
+        raise ConfigError("a storage driver section is required (e.g. filesystem)", ["storage"])
+    if len(drivers) > 1:
+        found = ", ".join(drivers)
+        raise ConfigError(f"exactly one storage driver may be configured, found {found}", ["storage"])
+    driver = drivers[0]
+    parameters = parsers.mapping(storage[driver], ["storage", driver])
+
+    delete = _section(storage, "delete")
+    parsers.onlyKeys(delete, ("enabled",), ["storage", "delete"])
+    deleteEnabled = False
+    if delete.get("enabled") is not None:
+        deleteEnabled = parsers.boolean(delete["enabled"], ["storage", "delete", "enabled"])
+
+    redirect = _section(storage, "redirect")
+    parsers.onlyKeys(redirect, ("disable",), ["storage", "redirect"])
+    redirectDisabled = False
+    if redirect.get("disable") is not None:
+        redirectDisabled = parsers.boolean(redirect["disable"], ["storage", "redirect", "disable"])
+
+    maintenance = _section(storage, "maintenance")
+    parsers.onlyKeys(maintenance, ("uploadpurging", "readonly"), ["storage", "maintenance"])
+    readonly = parsers.mapping(maintenance.get("readonly"), ["storage", "maintenance", "readonly"])
+    parsers.onlyKeys(readonly, ("enabled",), ["storage", "maintenance", "readonly"])
+    readOnly = False
+    if readonly.get("enabled") is not None:
+        readOnly = parsers.boolean(readonly["enabled"], ["storage", "maintenance", "readonly", "enabled"])
+    purging = _parsePurging(maintenance.get("uploadpurging"))
+
+    cache = _section(storage, "cache")
+    parsers.onlyKeys(cache, ("blobdescriptor", "blobdescriptorsize", "layerinfo"), ["storage", "cache"])
+    blobDescriptorCache = None
+    # "layerinfo" is the old name distribution still reads.
+    for key in ("blobdescriptor", "layerinfo"):
+        if cache.get(key) is not None:
+            blobDescriptorCache = parsers.string(cache[key], ["storage", "cache", key])
+            if blobDescriptorCache == "redis":
+                raise ConfigError(
+                    "the redis blob descriptor cache is not supported yet by registryd (use inmemory)",
+                    ["storage", "cache", key],
+                )
+            if blobDescriptorCache != "inmemory":
+                raise ConfigError(
+                    f"unknown blob descriptor cache {blobDescriptorCache!r} (inmemory or redis)",
+                    ["storage", "cache", key],
+                )
+    cacheSize = 10000
+    if cache.get("blobdescriptorsize") is not None:
+        cacheSize = parsers.integer(
+            cache["blobdescriptorsize"], ["storage", "cache", "blobdescriptorsize"], minimum=0
+        )
+
+    tag = _section(storage, "tag")
+    parsers.onlyKeys(tag, ("concurrencylimit",), ["storage", "tag"])
+    parsers.notSupported(
+        tag.get("concurrencylimit"), ["storage", "tag", "concurrencylimit"], "tuning tag lookup concurrency"
+    )
+
+    return StorageConfig(
+        driver=driver,
+        parameters=parameters,
+        deleteEnabled=deleteEnabled,
+        redirectDisabled=redirectDisabled,
+        readOnly=readOnly,
+        uploadPurging=purging,
+        blobDescriptorCache=blobDescriptorCache,
+        blobDescriptorCacheSize=cacheSize,
+    )
