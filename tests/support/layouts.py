@@ -195,7 +195,7 @@ def reachableBlobs(layoutPath: Path, digest: str) -> set[str]:
         path = layoutPath / "blobs" / algorithm / hexadecimal
         try:
             document = json.loads(path.read_bytes())
-        except (UnicodeDecodeError, ValueError):
+        except (OSError, UnicodeDecodeError, ValueError):
             continue
         if not isinstance(document, dict):
             continue
