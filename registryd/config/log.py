@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from twisted.logger import (
+    FileLogObserver,
+    FilteringLogObserver,
+    ILogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    formatEventAsClassicLogText,
+)
 
 from registryd.config import parsers
 from registryd.config.errors import ConfigError
@@ -65,3 +79,52 @@ def parseLog(section: object, deprecatedLevel: object = None) -> LogConfig:
         disabled = parsers.boolean(accessLog["disabled"], ["log", "accesslog", "disabled"])
 
     return LogConfig(level=level, formatter=formatter, fields=fields, accessLogDisabled=disabled)
+
+
+_LEVELS = {
+    "error": LogLevel.error,
+    "warn": LogLevel.warn,
+    "info": LogLevel.info,
+    "debug": LogLevel.debug,
+}
+
+
+def _textLine(fields: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
+    suffix = "".join(f" {name}={value}" for name, value in fields.items())
+
+    def format(event: dict[str, Any]) -> str | None:
+        line = formatEventAsClassicLogText(event)
+        if line is None or not suffix:
+            return line
+        return line[:-1] + suffix + "\n"
+
+    return format
+
+
+def _jsonLine(fields: dict[str, Any], logstash: bool) -> Callable[[dict[str, Any]], str | None]:
+    def format(event: dict[str, Any]) -> str | None:
+        level = event.get("log_level", LogLevel.info)
+        when = datetime.fromtimestamp(event.get("log_time") or time.time(), tz=UTC).isoformat()
+        message = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            message += "\n" + failure.getTraceback()
+        record: dict[str, Any] = dict(fields)
+        if logstash:
+            record.update({"@timestamp": when, "@version": "1", "level": level.name, "message": message})
+        else:
+            record.update({"time": when, "level": level.name, "msg": message})
+        record["namespace"] = event.get("log_namespace", "")
+        return json.dumps(record, default=str, ensure_ascii=False) + "\n"
+
+    return format
+
+
+def makeObserver(config: LogConfig, outFile: IO[str]) -> ILogObserver:
+    """An observer writing events at config.level or above to outFile, as text or one JSON object a line."""
+    if config.formatter == "text":
+        formatter = _textLine(config.fields)
+    else:
+        formatter = _jsonLine(config.fields, logstash=config.formatter == "logstash")
+    predicate = LogLevelFilterPredicate(defaultLogLevel=_LEVELS[config.level])
+    return FilteringLogObserver(FileLogObserver(outFile, formatter), [predicate])

@@ -1,0 +1,379 @@
+"""
+Assembling a running registry from its configuration: the storage driver, the core, the
+HTTP API under its prefix, the listener, and the background services (storage health
+check, upload purging).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.server import Site
+
+from registryd.config import Configuration
+from registryd.config.health import StorageDriverHealthConfig
+from registryd.config.storage import UploadPurgingConfig
+from registryd.storage.interfaces import SKIP_DIR, IStorageDriver, PathNotFound
+
+log = Logger()
+
+# distribution's layout: where uploads live (see registryd.registry.layout).
+REPOSITORIES = "/docker/registry/v2/repositories"
+
+
+class StorageHealthCheck(Service):
+    """
+    C{health.storagedriver}: stat the storage root every interval. After C{threshold}
+    failures in a row the check fails (the API then answers 503); one success clears it.
+    A root that does not exist yet is healthy: an empty registry is not a broken one.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, driver: IStorageDriver, config: StorageDriverHealthConfig, clock: IReactorTime
+    ) -> None:
+        self._driver = driver
+        self._interval = config.interval
+        self._threshold = config.threshold
+        self._clock = clock
+        self._failures = 0
+        self._lastError: str | None = None
+        self._loop: LoopingCall | None = None
+
+    def problem(self) -> str | None:
+        """The reason the check is failing, or None while healthy (APISettings.health)."""
+        if self._failures >= self._threshold:
+            return f"storage driver {self._driver.name} is failing: {self._lastError}"
+        return None
+
+    def check(self) -> Deferred:
+        """Run the check once. @return: Deferred firing None (failures are counted, not raised)."""
+        d = Deferred.fromCoroutine(self._stat())
+        d.addTimeout(self._interval, self._clock)
+        d.addCallbacks(self._passed, self._failed)
+        return d
+
+    async def _stat(self) -> None:
+        try:
+            await self._driver.stat("/")
+        except PathNotFound:
+            pass
+
+    def _passed(self, _: object) -> None:
+        if self._failures >= self._threshold:
+            self.log.info("storage driver {driver} is healthy again", driver=self._driver.name)
+        self._failures = 0
+        self._lastError = None
+
+    def _failed(self, failure: Any) -> None:
+        self._failures += 1
+        self._lastError = str(failure.value) or type(failure.value).__name__
+        if self._failures == self._threshold:
+            self.log.error(
+                "storage driver health check failed {count} times: {error}",
+                count=self._failures,
+                error=self._lastError,
+            )
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop = LoopingCall(self.check)
+        self._loop.clock = self._clock
+        self._loop.start(self._interval, now=True)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parseStartedAt(text: str) -> float:
+    """Read an upload's C{startedat} (RFC 3339, as distribution writes it) as seconds since the epoch."""
+    text = _FRACTION.sub(r"\1", text.strip()).replace("z", "Z")
+    return datetime.fromisoformat(text).timestamp()
+
+
+class UploadPurger(Service):
+    """
+    C{storage.maintenance.uploadpurging}: every interval, delete uploads older than age
+    under every repository's C{_uploads} (only report them with dry run). The first pass
+    runs shortly after start-up, so a registry restarted daily still purges.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        driver: IStorageDriver,
+        config: UploadPurgingConfig,
+        clock: IReactorTime,
+        firstDelay: float = 60.0,
+    ) -> None:
+        self._driver = driver
+        self._config = config
+        self._clock = clock
+        self._firstDelay = firstDelay
+        self._loop: LoopingCall | None = None
+        self._delayed: Any = None
+
+    async def purge(self, now: float | None = None) -> list[str]:
+        """Purge once. @return: the upload directories deleted (or that would be, in dry run)."""
+        now = self._clock.seconds() if now is None else now
+        uploadDirectories: list[str] = []
+
+        def visit(info: Any) -> object:
+            if not info.isDir:
+                return None
+            base = info.path.rsplit("/", 1)[-1]
+            if base == "_uploads":
+                uploadDirectories.append(info.path)
+                return SKIP_DIR
+            if base.startswith("_"):
+                return SKIP_DIR
+            return None
+
+        try:
+            await self._driver.walk(REPOSITORIES, visit)
+        except PathNotFound:
+            return []
+        purged = []
+        for directory in uploadDirectories:
+            try:
+                uploads = await self._driver.list(directory)
+            except PathNotFound:
+                continue
+            for upload in uploads:
+                started = await self._startedAt(upload)
+                if started is None or now - started <= self._config.age:
+                    continue
+                purged.append(upload)
+                if self._config.dryRun:
+                    self.log.info("upload purging (dry run) would delete {upload}", upload=upload)
+                    continue
+                try:
+                    await self._driver.delete(upload)
+                except PathNotFound:
+                    pass
+        if purged and not self._config.dryRun:
+            self.log.info("upload purging deleted {count} abandoned uploads", count=len(purged))
+        return purged
+
+    async def _startedAt(self, upload: str) -> float | None:
+        try:
+            return parseStartedAt((await self._driver.getContent(f"{upload}/startedat")).decode("utf-8"))
+        except PathNotFound:
+            pass
+        except ValueError:
+            self.log.warn("upload {upload} has an unreadable startedat; using its data's age", upload=upload)
+        try:
+            return float((await self._driver.stat(f"{upload}/data")).modTime)
+        except PathNotFound:
+            # Neither file: too young to have written anything, or not an upload at all. Leave it.
+            return None
+
+    def _run(self) -> Deferred:
+        d = ensureDeferred(self.purge())
+        d.addErrback(lambda f: self.log.failure("upload purging failed", f))
+        return d
+
+    def _startLoop(self) -> None:
+        self._delayed = None
+        self._loop = LoopingCall(self._run)
+        self._loop.clock = self._clock
+        self._loop.start(self._config.interval, now=True)
+
+    def startService(self) -> None:
+        super().startService()
+        self._delayed = self._clock.callLater(self._firstDelay, self._startLoop)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._delayed is not None and self._delayed.active():
+            self._delayed.cancel()
+        self._delayed = None
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+
+class PrefixResource(Resource):
+    """Serves a resource under a path prefix (C{http.prefix}, e.g. C{/my/registry/}) and 404 elsewhere."""
+
+    def __init__(self, prefix: str, resource: IResource) -> None:
+        super().__init__()
+        self._segments = [segment.encode("utf-8") for segment in prefix.strip("/").split("/")]
+        self._resource = resource
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
+        rest = self._segments[1:]
+        if path != self._segments[0] or request.postpath[: len(rest)] != rest:
+            return NoResource()
+        for _ in rest:
+            request.prepath.append(request.postpath.pop(0))
+        return self._resource
+
+    def render(self, request: Any) -> bytes:
+        return NoResource().render(request)
+
+
+class DrainingService(StreamServerEndpointService):
+    """
+    The HTTP listener. On stop it closes the port, closes idle connections, and gives
+    requests in flight up to C{http.draintimeout} to finish before dropping them.
+    """
+
+    def __init__(self, endpoint: Any, site: Site, drainTimeout: float, clock: IReactorTime) -> None:
+        super().__init__(endpoint, site)
+        self._drainTimeout = drainTimeout
+        self._clock = clock
+        self.connections: set[Any] = set()
+        build = site.buildProtocol
+
+        # Track live connections by wrapping the site's protocol factory method.
+        def buildProtocol(addr: Any) -> Any:
+            channel = build(addr)
+            if channel is not None:
+                self.connections.add(channel)
+                lost = channel.connectionLost
+
+                def connectionLost(reason: Any) -> Any:
+                    self.connections.discard(channel)
+                    return lost(reason)
+
+                channel.connectionLost = connectionLost
+            return channel
+
+        site.buildProtocol = buildProtocol  # type: ignore[method-assign]
+
+    @staticmethod
+    def _busy(channel: Any) -> bool:
+        inner = getattr(channel, "_channel", channel)
+        return bool(getattr(inner, "requests", None))
+
+    def stopService(self) -> Deferred:
+        stopped = super().stopService()
+        return ensureDeferred(self._drain(stopped))
+
+    async def _drain(self, stopped: Deferred | None) -> None:
+        if stopped is not None:
+            await stopped
+        for channel in list(self.connections):
+            if not self._busy(channel) and channel.transport is not None:
+                channel.transport.loseConnection()
+        deadline = self._clock.seconds() + self._drainTimeout
+        while any(self._busy(c) for c in self.connections) and self._clock.seconds() < deadline:
+            await deferLater(self._clock, 0.05, lambda: None)
+        for channel in list(self.connections):
+            if channel.transport is not None:
+                channel.transport.loseConnection()
+
+
+def _secret(config: Configuration) -> bytes:
+    if config.http.secret is not None:
+        return config.http.secret.encode("utf-8")
+    log.warn(
+        "http.secret is not set: generated one for this process. Upload URLs will not survive "
+        "a restart and will not work across registry processes sharing this storage; set "
+        "http.secret to the same value everywhere for that."
+    )
+    return os.urandom(32)
+
+
+def _siteFactory() -> Callable[[IResource], Site]:
+    try:
+        from registryd.web.site import RegistrySite
+    except ImportError:
+        return Site
+    return RegistrySite
+
+
+def makeService(config: Configuration, reactor: Any = None) -> MultiService:
+    """
+    Build the registry service: driver, core, API, listener, health check and purger.
+
+    @raise registryd.config.errors.ConfigError: the driver is not installed or its
+        parameters are wrong (the driver plugin names the key).
+    """
+    if reactor is None:
+        from twisted.internet import reactor as globalReactor
+
+        reactor = globalReactor
+    from registryd.api.app import RegistryAPI
+    from registryd.api.settings import APISettings
+    from registryd.plugins import createStorageDriver
+    from registryd.registry.core import Registry
+
+    storage = config.storage
+    driver = createStorageDriver(reactor, storage.driver, dict(storage.parameters))
+    registry = Registry(driver, deleteEnabled=storage.deleteEnabled, readOnly=storage.readOnly)
+
+    top = MultiService()
+    health: Callable[[], str | None] = lambda: None  # noqa: E731
+    if config.health.storageDriver.enabled:
+        check = StorageHealthCheck(driver, config.health.storageDriver, reactor)
+        check.setName("health.storagedriver")
+        check.setServiceParent(top)
+        health = check.problem
+
+    if storage.uploadPurging.enabled:
+        if storage.readOnly:
+            log.info("upload purging is off while storage.maintenance.readonly is enabled")
+        else:
+            purger = UploadPurger(driver, storage.uploadPurging, reactor)
+            purger.setName("storage.maintenance.uploadpurging")
+            purger.setServiceParent(top)
+
+    settings = APISettings(
+        prefix=config.http.prefix,
+        host=config.http.host,
+        relativeURLs=config.http.relativeURLs,
+        headers=dict(config.http.headers),
+        secret=_secret(config),
+        redirectDisabled=storage.redirectDisabled,
+        health=health,
+    )
+    api = RegistryAPI(registry, settings)
+    resource: IResource = api.resource()
+    if config.http.prefix:
+        resource = PrefixResource(config.http.prefix, resource)
+    site = _siteFactory()(resource)
+    if config.log.accessLogDisabled:
+        site.log = lambda request: None  # type: ignore[method-assign]
+
+    endpoint = serverFromString(reactor, config.http.endpoint())
+    listener = DrainingService(endpoint, site, config.http.drainTimeout, reactor)
+    listener.setName("http")
+    listener.setServiceParent(top)
+    log.info(
+        "registryd on {endpoint} with {driver} storage (delete {delete}, read-only {readonly})",
+        endpoint=config.http.endpoint(),
+        driver=storage.driver,
+        delete="enabled" if storage.deleteEnabled else "disabled",
+        readonly="yes" if storage.readOnly else "no",
+    )
+    return top
+
+
+__all__ = [
+    "DrainingService",
+    "PrefixResource",
+    "StorageHealthCheck",
+    "UploadPurger",
+    "makeService",
+    "parseStartedAt",
+]
