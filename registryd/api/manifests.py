@@ -1,0 +1,79 @@
+"""
+C{/v2/<name>/manifests/<reference>}: fetch, check, push and delete manifests by tag or
+digest, served byte-for-byte as pushed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twisted.web.iweb import IRequest
+
+from registryd.api.base import emptyAnswer, endpoint, etagMatches, externalURL, header, queryArgs
+from registryd.registry.errors import ManifestTooLarge, Unsupported
+from registryd.registry.names import isDigest
+from registryd.web.body import readBody
+
+if TYPE_CHECKING:
+    from registryd.api.app import RegistryAPI
+
+MANIFEST_LIMIT = 4 * 1024 * 1024
+"""The largest manifest accepted (the spec asks registries to take at least 4 MiB)."""
+
+_FALLBACK_TYPE = "application/vnd.oci.image.manifest.v1+json"
+
+
+@endpoint()
+async def getManifest(api: RegistryAPI, request: IRequest, name: str, reference: str) -> bytes | None:
+    """C{GET}/C{HEAD}: the manifest's exact bytes with its media type and digest."""
+    manifests = api.registry.repository(name).manifests
+    head = request.method == b"HEAD"
+    manifest = await (manifests.stat(reference) if head else manifests.get(reference))
+    request.setHeader(b"Docker-Content-Digest", manifest.digest.encode("ascii"))
+    request.setHeader(b"ETag", f'"{manifest.digest}"'.encode("ascii"))
+    if etagMatches(request, manifest.digest):
+        request.setResponseCode(304)
+        return None
+    request.setHeader(b"Content-Type", (manifest.mediaType or _FALLBACK_TYPE).encode("utf-8"))
+    request.setHeader(b"Content-Length", b"%d" % (manifest.size,))
+    request.setResponseCode(200)
+    if head:
+        return None
+    return bytes(manifest.content)
+
+
+@endpoint(write=True)
+async def putManifest(api: RegistryAPI, request: IRequest, name: str, reference: str) -> bytes | None:
+    """C{PUT}: validate and store a manifest; by digest, C{?tag=} may tag it too (C{OCI-Tag})."""
+    manifests = api.registry.repository(name).manifests
+    content = await readBody(request, MANIFEST_LIMIT)
+    if content is None:
+        raise ManifestTooLarge({"limit": MANIFEST_LIMIT})
+    contentType = header(request, "Content-Type")
+    mediaType = contentType.split(";", 1)[0].strip() if contentType else None
+    manifest, subject = await manifests.put(reference, mediaType or None, content)
+
+    tagged = []
+    if isDigest(reference):
+        for tag in queryArgs(request, "tag"):
+            await manifests.put(tag, mediaType or None, content)
+            tagged.append(tag)
+
+    location = externalURL(api, request, f"/v2/{name}/manifests/{manifest.digest}")
+    request.setHeader(b"Location", location.encode("utf-8"))
+    request.setHeader(b"Docker-Content-Digest", manifest.digest.encode("ascii"))
+    if subject:
+        request.setHeader(b"OCI-Subject", subject.encode("ascii"))
+    if tagged:
+        request.responseHeaders.setRawHeaders(b"OCI-Tag", [t.encode("ascii") for t in tagged])
+    return emptyAnswer(request, 201)
+
+
+@endpoint(write=True)
+async def deleteManifest(api: RegistryAPI, request: IRequest, name: str, reference: str) -> bytes | None:
+    """C{DELETE}: by digest the manifest (and its tags), by tag only the tag."""
+    manifests = api.registry.repository(name).manifests
+    if not api.registry.deleteEnabled:
+        raise Unsupported("deletes are disabled (storage.delete.enabled)")
+    await manifests.delete(reference)
+    return emptyAnswer(request, 202)
