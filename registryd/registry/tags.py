@@ -1,0 +1,46 @@
+"""The tags of a repository, and the paging shared with the catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from registryd.registry import layout
+from registryd.registry.errors import NameUnknown, PaginationNumberInvalid
+
+if TYPE_CHECKING:
+    from registryd.registry.core import Registry
+
+T = TypeVar("T")
+
+
+def page(items: Sequence[T], n: int | None) -> tuple[list[T], bool]:
+    """The first n of items (all of them without n), and whether more follow. L{PaginationNumberInvalid}."""
+    if n is None:
+        return list(items), False
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise PaginationNumberInvalid(detail={"n": n})
+    if n == 0:
+        return [], False
+    return list(items[:n]), len(items) > n
+
+
+async def listTags(registry: Registry, name: str, n: int | None, last: str | None) -> tuple[list[str], bool]:
+    """A page of the repository's tags in lexical order, after last. L{NameUnknown} for no repository."""
+    if n is not None:
+        page([], n)
+    if not await layout.exists(registry.driver, layout.repositoryPath(name)):
+        raise NameUnknown(detail={"name": name})
+    tags = await layout.listNames(registry.driver, layout.tagsPath(name))
+    if last is not None:
+        tags = [tag for tag in tags if tag > last]
+    return page(tags, n)
+
+
+async def tagsPointingAt(registry: Registry, name: str, digest: str) -> list[str]:
+    """Every tag of the repository whose current link names digest."""
+    found = []
+    for tag in await layout.listNames(registry.driver, layout.tagsPath(name)):
+        if await layout.readLink(registry.driver, layout.tagCurrentLinkPath(name, tag)) == digest:
+            found.append(tag)
+    return found

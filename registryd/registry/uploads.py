@@ -1,0 +1,320 @@
+"""
+Blob uploads whose state lives in storage (C{_uploads/<uuid>/}), as distribution keeps it.
+
+The bytes go straight from the request body into the driver's writer while a SHA-256 runs
+over them. Python cannot serialise a hash state, so running hashers are kept per upload
+for the life of the process together with the offset they have reached; when one is
+missing or out of step (a restart, another process wrote a chunk) the stored bytes are
+hashed again. Where a driver cannot read an upload back before it is committed, the
+digest is computed from the committed bytes instead, before anything becomes visible.
+"""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.threads import deferToThread
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from registryd.registry import layout
+from registryd.registry.descriptors import Descriptor
+from registryd.registry.errors import (
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeInvalid,
+    SizeInvalid,
+)
+from registryd.registry.interfaces import IBodyStream, IUpload
+from registryd.registry.names import isUploadID, newHasher, parseDigest
+from registryd.storage.interfaces import IFileWriter, InvalidOffset, PathNotFound
+
+if TYPE_CHECKING:
+    from registryd.registry.core import Registry
+
+THREAD_HASH_MINIMUM = 128 * 1024
+"""Chunks this long or longer are hashed in a thread while the driver writes them (hashlib drops the GIL)."""
+
+RUNNING_ALGORITHM = "sha256"
+"""The algorithm hashed while bytes arrive; a commit with another algorithm rehashes the stored bytes."""
+
+
+@dataclass
+class _RunningHash:
+    """A hasher that has seen exactly the first C{offset} bytes of an upload."""
+
+    hasher: Any
+    offset: int = 0
+
+
+@dataclass
+class _UploadState:
+    """What this process holds for one upload: a lock serialising writes, and maybe a running hash."""
+
+    lock: DeferredLock = field(default_factory=DeferredLock)
+    running: _RunningHash | None = None
+    users: int = 0
+
+
+_states: dict[str, _UploadState] = {}
+"""Process-wide, by upload uuid: every Registry object in the process shares these."""
+
+
+def forgetRunningHashes() -> None:
+    """Drop every running hasher, as a restart of the process would (for tests)."""
+    for state in _states.values():
+        state.running = None
+
+
+class _Locked:
+    """An async context manager holding an upload's lock, dropping its state once nobody uses it."""
+
+    def __init__(self, uploadID: str) -> None:
+        self._id = uploadID
+        self.state = _states.setdefault(uploadID, _UploadState())
+
+    async def __aenter__(self) -> _UploadState:
+        self.state.users += 1
+        await self.state.lock.acquire()
+        return self.state
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.state.users -= 1
+        self.state.lock.release()
+        if self.state.users == 0 and self.state.running is None and _states.get(self._id) is self.state:
+            del _states[self._id]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _formatTime(when: datetime) -> bytes:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode("ascii")
+
+
+def _parseTime(text: bytes) -> datetime:
+    try:
+        when = datetime.fromisoformat(bytes(text).decode("ascii").strip())
+    except (UnicodeDecodeError, ValueError):
+        return datetime.fromtimestamp(0, UTC)
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+async def _update(hasher: Any, chunk: bytes) -> None:
+    if len(chunk) >= THREAD_HASH_MINIMUM:
+        await deferToThread(hasher.update, chunk)
+    else:
+        hasher.update(chunk)
+
+
+async def createUpload(registry: Registry, name: str) -> Upload:
+    """Start an upload in storage: its start time, and an empty data file."""
+    registry.checkWritable()
+    uploadID = str(uuidlib.uuid4())
+    startedAt = _now()
+    await registry.driver.putContent(layout.uploadStartedAtPath(name, uploadID), _formatTime(startedAt))
+    writer = await registry.driver.writer(layout.uploadDataPath(name, uploadID))
+    await writer.close()
+    return Upload(registry, name, uploadID, startedAt, 0)
+
+
+async def resumeUpload(registry: Registry, name: str, uploadID: str) -> Upload:
+    """Find an upload in storage (any process may have started it). L{BlobUploadUnknown}."""
+    if not isUploadID(uploadID):
+        raise BlobUploadUnknown(detail={"uuid": uploadID})
+    try:
+        startedAt = _parseTime(await registry.driver.getContent(layout.uploadStartedAtPath(name, uploadID)))
+    except PathNotFound:
+        raise BlobUploadUnknown(detail={"uuid": uploadID}) from None
+    upload = Upload(registry, name, uploadID, startedAt, 0)
+    writer = await upload._openWriter()
+    upload.size = writer.size
+    await writer.close()
+    return upload
+
+
+@implementer(IUpload)
+class Upload:
+    """One upload session; cheap to make, as all of its state is in storage."""
+
+    log = Logger()
+
+    def __init__(
+        self, registry: Registry, repository: str, uuid: str, startedAt: datetime, size: int
+    ) -> None:
+        self._registry = registry
+        self.repository = repository
+        self.uuid = uuid
+        self.startedAt = startedAt
+        self.size = size
+
+    @property
+    def _dataPath(self) -> str:
+        return layout.uploadDataPath(self.repository, self.uuid)
+
+    async def _openWriter(self) -> IFileWriter:
+        driver = self._registry.driver
+        try:
+            return await driver.writer(self._dataPath, append=True)
+        except PathNotFound:
+            pass
+        if not await layout.exists(driver, layout.uploadStartedAtPath(self.repository, self.uuid)):
+            raise BlobUploadUnknown(detail={"uuid": self.uuid})
+        if await layout.exists(driver, self._dataPath):
+            # Committed content at the upload path: another request is finishing this upload.
+            raise BlobUploadInvalid(detail={"uuid": self.uuid, "reason": "upload is being completed"})
+        # Started elsewhere without a data file yet (distribution creates it on the first write).
+        return await driver.writer(self._dataPath)
+
+    async def _rehash(self, hasher: Any, size: int) -> bool:
+        """Hash the first size stored bytes; False when the driver cannot read them back yet."""
+        try:
+            reader = await self._registry.driver.reader(self._dataPath)
+        except (PathNotFound, InvalidOffset):
+            return False
+        seen = 0
+        try:
+            while seen < size:
+                chunk = await reader.read()
+                if not chunk:
+                    return False
+                chunk = chunk[: size - seen]
+                await _update(hasher, chunk)
+                seen += len(chunk)
+        finally:
+            await reader.close()
+        return True
+
+    async def _runningHash(self, state: _UploadState, size: int) -> _RunningHash | None:
+        """The running hash at offset size, rebuilt from storage when needed; None if it cannot be."""
+        if state.running is not None and state.running.offset == size:
+            return state.running
+        state.running = None
+        running = _RunningHash(newHasher(RUNNING_ALGORITHM), size)
+        if size and not await self._rehash(running.hasher, size):
+            self.log.debug("upload {uuid}: stored bytes not readable before commit", uuid=self.uuid)
+            return None
+        state.running = running
+        return running
+
+    def write(self, body: IBodyStream, start: int | None = None, length: int | None = None) -> Deferred:
+        """Append the body's bytes, hashing them as they go. @return: Deferred firing with the new size."""
+        return Deferred.fromCoroutine(self._write(body, start, length))
+
+    async def _write(self, body: IBodyStream, start: int | None, length: int | None) -> int:
+        self._registry.checkWritable()
+        async with _Locked(self.uuid) as state:
+            writer = await self._openWriter()
+            try:
+                self.size = writer.size
+                if start is not None and start != writer.size:
+                    raise RangeInvalid(detail={"uuid": self.uuid, "expected": writer.size, "start": start})
+                running = await self._runningHash(state, writer.size)
+                received = await self._pump(body, writer, state, running)
+            except BaseException:
+                # Keep what was fully written: the upload's size tells the client where to resume.
+                self.size = writer.size
+                try:
+                    await writer.close()
+                except Exception:
+                    self.log.failure("closing the writer of upload {uuid} after an error", uuid=self.uuid)
+                raise
+            self.size = writer.size
+            await writer.close()
+        if length is not None and received != length:
+            raise SizeInvalid(detail={"uuid": self.uuid, "declared": length, "received": received})
+        return self.size
+
+    async def _pump(
+        self, body: IBodyStream, writer: IFileWriter, state: _UploadState, running: _RunningHash | None
+    ) -> int:
+        """Copy the body into the writer, hashing each chunk while the driver writes it."""
+        received = 0
+        pending: Deferred = body.read()
+        try:
+            while True:
+                chunk = await pending
+                if not chunk:
+                    return received
+                chunk = bytes(chunk)
+                # Ask for the next chunk now, so the network keeps flowing while this one is stored.
+                pending = body.read()
+                try:
+                    if running is None:
+                        await writer.write(chunk)
+                    else:
+                        hashing = Deferred.fromCoroutine(_update(running.hasher, chunk))
+                        try:
+                            await writer.write(chunk)
+                        finally:
+                            await hashing
+                        running.offset += len(chunk)
+                except BaseException:
+                    # The hasher may have seen bytes the writer did not take.
+                    state.running = running = None
+                    raise
+                received += len(chunk)
+        except BaseException:
+            # Nobody will wait for a read still in flight: let its failure (if any) go quietly.
+            pending.addErrback(lambda _: None)
+            raise
+
+    def commit(self, digest: str, size: int | None = None) -> Deferred:
+        """Verify the upload and publish it as a blob of the repository. @return: Deferred (Descriptor)."""
+        return Deferred.fromCoroutine(self._commit(digest, size))
+
+    async def _commit(self, digest: str, size: int | None) -> Descriptor:
+        self._registry.checkWritable()
+        algorithm, _ = parseDigest(digest)
+        driver = self._registry.driver
+        async with _Locked(self.uuid) as state:
+            writer = await self._openWriter()
+            total = writer.size
+            self.size = total
+            if size is not None and size != total:
+                await writer.close()
+                raise SizeInvalid(detail={"uuid": self.uuid, "declared": size, "received": total})
+            computed = None
+            running = state.running
+            if algorithm == RUNNING_ALGORITHM and running is not None and running.offset == total:
+                computed = f"{algorithm}:{running.hasher.hexdigest()}"
+            state.running = None
+            await writer.commit()
+            if computed is None:
+                computed = await self._digestStored(algorithm, total)
+            if computed != digest:
+                await layout.deleteIfPresent(driver, layout.uploadPath(self.repository, self.uuid))
+                raise DigestInvalid(detail={"digest": digest, "computed": computed})
+            blobPath = layout.blobDataPath(digest)
+            if not await layout.exists(driver, blobPath):
+                await driver.move(self._dataPath, blobPath)
+            await layout.writeLink(driver, layout.layerLinkPath(self.repository, digest), digest)
+            await layout.deleteIfPresent(driver, layout.uploadPath(self.repository, self.uuid))
+        self.log.debug("upload {uuid} committed as {digest}", uuid=self.uuid, digest=digest)
+        return Descriptor(digest, total, None)
+
+    async def _digestStored(self, algorithm: str, size: int) -> str:
+        """The digest of the committed upload bytes, read back from storage."""
+        hasher = newHasher(algorithm)
+        if size and not await self._rehash(hasher, size):
+            raise BlobUploadInvalid(detail={"uuid": self.uuid, "reason": "upload data unreadable"})
+        return f"{algorithm}:{hasher.hexdigest()}"
+
+    def cancel(self) -> Deferred:
+        """Discard the upload and everything received. @return: Deferred firing None."""
+        return Deferred.fromCoroutine(self._cancel())
+
+    async def _cancel(self) -> None:
+        self._registry.checkWritable()
+        async with _Locked(self.uuid) as state:
+            state.running = None
+            if not await layout.deleteIfPresent(
+                self._registry.driver, layout.uploadPath(self.repository, self.uuid)
+            ):
+                raise BlobUploadUnknown(detail={"uuid": self.uuid})
