@@ -171,6 +171,14 @@ def _blame(error: ConfigError, written: Mapping[tuple[str, ...], str]) -> Config
         name = written.get(error.keyPath[:length])
         if name is not None:
             return ConfigError(f"{error.message} (set by environment variable {name})", error.keyPath)
+    # A section made wrong by what variables put inside it (a second storage driver).
+    inside = sorted(
+        name
+        for path, name in written.items()
+        if error.keyPath and path[: len(error.keyPath)] == error.keyPath
+    )
+    if inside:
+        return ConfigError(f"{error.message} (environment: {', '.join(inside)})", error.keyPath)
     return error
 
 

@@ -68,7 +68,7 @@ def mapping(value: object, keyPath: KeyPath, allowNone: bool = True) -> dict[str
         raise ConfigError(f"expected a mapping, got {typeName(value)}", keyPath)
     for key in value:
         if not isinstance(key, str):
-            raise ConfigError(f"keys must be strings, got {typeName(key)} {key!r}", keyPath)
+            raise ConfigError(f"keys must be strings, got {typeName(key)} (quote it)", [*keyPath, str(key)])
     return dict(value)
 
 
