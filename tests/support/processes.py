@@ -60,7 +60,9 @@ def writeConfig(
 
 def registrydCommand(configPath: Path) -> list[str]:
     """The command line that runs registryd in the foreground from this Python."""
-    return [sys.executable, "-m", "twisted", "-n", "--pidfile=", "registryd", "--config", str(configPath)]
+    # "python -m twisted" is the newer "twist" runner; twistd is this script's run().
+    twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+    return [sys.executable, "-c", twistd, "-n", "--pidfile=", "registryd", "--config", str(configPath)]
 
 
 def distributionCommand(configPath: Path, binary: str = DISTRIBUTION_BINARY) -> list[str]:
