@@ -1,0 +1,319 @@
+"""Blob uploads and blobs of the registry core over the in-memory driver."""
+
+from __future__ import annotations
+
+import hashlib
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from registryd.registry import layout, uploads
+from registryd.registry.core import Registry
+from registryd.registry.errors import (
+    BlobUnknown,
+    BlobUploadUnknown,
+    DigestInvalid,
+    NameInvalid,
+    RangeInvalid,
+    SizeInvalid,
+    Unsupported,
+)
+from registryd.registry.interfaces import IBlobs, IDescriptor, IRegistry, IRepository, IUpload
+from registryd.storage.inmemory import InMemoryDriver
+from registryd.storage.interfaces import PathNotFound
+from tests.test_registry_helpers import ListBody, pushBlob, sha256
+
+
+class ConnectionLost(Exception):
+    """Stands in for a client that went away mid-body."""
+
+
+async def storedPaths(driver: InMemoryDriver) -> list[str]:
+    """Every file path visible in the driver, via walk (the interface, not the dict)."""
+    paths: list[str] = []
+
+    def visit(info: object) -> None:
+        if not info.isDir:
+            paths.append(info.path)
+
+    try:
+        await driver.walk("/", visit)
+    except PathNotFound:
+        pass
+    return paths
+
+
+class UploadTests(TestCase):
+    def setUp(self) -> None:
+        self.driver = InMemoryDriver()
+        self.registry = Registry(self.driver)
+        self.repository = self.registry.repository("library/app")
+        self.addCleanup(uploads._states.clear)
+
+    def test_objects_provide_their_interfaces(self) -> None:
+        verifyObject(IRegistry, self.registry)
+        verifyObject(IRepository, self.repository)
+        verifyObject(IBlobs, self.repository.blobs)
+
+    def test_repository_name_is_checked_at_once(self) -> None:
+        self.assertRaises(NameInvalid, self.registry.repository, "Bad/Name")
+        self.assertRaises(NameInvalid, self.registry.repository, "a/../b")
+
+    async def test_monolithic_upload_links_blob(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        verifyObject(IUpload, upload)
+        self.assertEqual(upload.size, 0)
+        started = await self.driver.getContent(layout.uploadStartedAtPath("library/app", upload.uuid))
+        self.assertRegex(started.decode(), r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual(await upload.write(ListBody([b"hello ", b"world"]), start=0, length=11), 11)
+        descriptor = await upload.commit(sha256(b"hello world"), 11)
+        verifyObject(IDescriptor, descriptor)
+        self.assertEqual((descriptor.digest, descriptor.size), (sha256(b"hello world"), 11))
+        digest = sha256(b"hello world")
+        self.assertEqual(await self.driver.getContent(layout.blobDataPath(digest)), b"hello world")
+        self.assertEqual(
+            await self.driver.getContent(layout.layerLinkPath("library/app", digest)), digest.encode()
+        )
+        self.assertEqual(
+            await storedPaths(self.driver),
+            [layout.blobDataPath(digest), layout.layerLinkPath("library/app", digest)],
+        )
+        stat = await self.repository.blobs.stat(digest)
+        self.assertEqual((stat.digest, stat.size, stat.mediaType), (digest, 11, None))
+
+    async def test_chunks_across_a_restart_are_rehashed(self) -> None:
+        data = [bytes([i]) * (200 * 1024 + i) for i in range(4)]
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([data[0], data[1]]), start=0)
+        # A new process: another Registry over the same storage, no running hashers.
+        uploads.forgetRunningHashes()
+        restarted = Registry(self.driver).repository("library/app")
+        resumed = await restarted.blobs.resumeUpload(upload.uuid)
+        self.assertEqual(resumed.size, len(data[0]) + len(data[1]))
+        self.assertEqual(resumed.startedAt, upload.startedAt)
+        size = await resumed.write(ListBody([data[2]]), start=resumed.size)
+        uploads.forgetRunningHashes()
+        again = await Registry(self.driver).repository("library/app").blobs.resumeUpload(upload.uuid)
+        self.assertEqual(again.size, size)
+        await again.write(ListBody([data[3]]), start=size)
+        whole = b"".join(data)
+        descriptor = await again.commit(sha256(whole))
+        self.assertEqual(descriptor.size, len(whole))
+        self.assertEqual(await self.driver.getContent(layout.blobDataPath(sha256(whole))), whole)
+
+    async def test_out_of_step_hasher_is_rebuilt(self) -> None:
+        """Another process appended a chunk this process's hasher never saw."""
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"first "]))
+        writer = await self.driver.writer(layout.uploadDataPath("library/app", upload.uuid), append=True)
+        await writer.write(b"second ")
+        await writer.close()
+        resumed = await self.repository.blobs.resumeUpload(upload.uuid)
+        await resumed.write(ListBody([b"third"]), start=13)
+        await resumed.commit(sha256(b"first second third"))
+
+    async def test_sha512_commit_hashes_the_stored_bytes(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"x" * 1000]))
+        digest = "sha512:" + hashlib.sha512(b"x" * 1000).hexdigest()
+        descriptor = await upload.commit(digest)
+        self.assertEqual(descriptor.digest, digest)
+        self.assertEqual((await self.repository.blobs.stat(digest)).size, 1000)
+
+    async def test_wrong_digest_leaves_nothing_behind(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"content"]))
+        wrong = sha256(b"other content")
+        error = await self.assertFailure(upload.commit(wrong), DigestInvalid)
+        self.assertEqual(error.detail["computed"], sha256(b"content"))
+        self.assertEqual(await storedPaths(self.driver), [])
+        await self.assertFailure(self.repository.blobs.stat(wrong), BlobUnknown)
+        await self.assertFailure(self.repository.blobs.stat(sha256(b"content")), BlobUnknown)
+        await self.assertFailure(self.repository.blobs.resumeUpload(upload.uuid), BlobUploadUnknown)
+
+    async def test_malformed_commit_digest_keeps_the_upload(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"content"]))
+        await self.assertFailure(upload.commit("sha256:nothex"), DigestInvalid)
+        await upload.commit(sha256(b"content"))
+
+    async def test_out_of_order_chunk_is_range_invalid_before_reading(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"12345"]))
+        body = ListBody([b"never read"])
+        error = await self.assertFailure(upload.write(body, start=3), RangeInvalid)
+        self.assertEqual(error.detail["expected"], 5)
+        self.assertEqual(body._chunks, [b"never read"])
+        await self.assertFailure(upload.write(ListBody([b"again"]), start=0), RangeInvalid)
+        self.assertEqual(upload.size, 5)
+
+    async def test_length_mismatch_is_size_invalid(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        error = await self.assertFailure(upload.write(ListBody([b"abc"]), length=5), SizeInvalid)
+        self.assertEqual((error.detail["declared"], error.detail["received"]), (5, 3))
+
+    async def test_commit_size_mismatch_is_size_invalid(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"abc"]))
+        await self.assertFailure(upload.commit(sha256(b"abc"), 4), SizeInvalid)
+        self.assertEqual((await upload.commit(sha256(b"abc"), 3)).size, 3)
+
+    async def test_disconnect_keeps_what_was_written_and_hides_it(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        body = ListBody([b"part one ", b"part two "], failure=ConnectionLost())
+        await self.assertFailure(upload.write(body), ConnectionLost)
+        self.assertEqual(upload.size, 18)
+        self.assertEqual(
+            await storedPaths(self.driver), [layout.uploadStartedAtPath("library/app", upload.uuid)]
+        )
+        resumed = await self.repository.blobs.resumeUpload(upload.uuid)
+        self.assertEqual(resumed.size, 18)
+        await resumed.write(ListBody([b"end"]), start=18)
+        await resumed.commit(sha256(b"part one part two end"))
+
+    async def test_failing_driver_write_drops_the_hasher(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        original = self.driver.writer
+        calls = []
+
+        async def failingWriter(path: str, append: bool = False) -> object:
+            writer = await original(path, append)
+            realWrite = writer.write
+
+            def write(data: bytes) -> Deferred:
+                calls.append(data)
+                if data == b"boom":
+                    # The driver took nothing and failed.
+                    return Deferred.fromCoroutine(_raise())
+                return realWrite(data)
+
+            writer.write = write
+            return writer
+
+        async def _raise() -> None:
+            raise OSError("disk full")
+
+        self.driver.writer = lambda path, append=False: Deferred.fromCoroutine(failingWriter(path, append))
+        await self.assertFailure(upload.write(ListBody([b"ok ", b"boom"])), OSError)
+        self.driver.writer = original
+        self.assertEqual(upload.size, 3)
+        await upload.write(ListBody([b"fine"]), start=3)
+        await upload.commit(sha256(b"ok fine"))
+
+    async def test_cancel_removes_the_upload(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"data"]))
+        await upload.cancel()
+        self.assertEqual(await storedPaths(self.driver), [])
+        await self.assertFailure(self.repository.blobs.resumeUpload(upload.uuid), BlobUploadUnknown)
+        await self.assertFailure(upload.cancel(), BlobUploadUnknown)
+        await self.assertFailure(upload.write(ListBody([b"x"])), BlobUploadUnknown)
+
+    async def test_resume_refuses_unknown_and_malformed_ids(self) -> None:
+        for uuid in ["0f1e2d3c-4b5a-4978-8a6b-5c4d3e2f1a0b", "../../x", "a/b", ""]:
+            await self.assertFailure(self.repository.blobs.resumeUpload(uuid), BlobUploadUnknown)
+
+    async def test_uploads_belong_to_their_repository(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        other = self.registry.repository("other")
+        await self.assertFailure(other.blobs.resumeUpload(upload.uuid), BlobUploadUnknown)
+
+    async def test_big_chunks_are_hashed_in_a_thread(self) -> None:
+        chunk = b"z" * (uploads.THREAD_HASH_MINIMUM * 2)
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([chunk, chunk, b"tail"]))
+        await upload.commit(sha256(chunk + chunk + b"tail"))
+
+    async def test_empty_blob(self) -> None:
+        digest = await pushBlob(self.repository, b"")
+        self.assertEqual((await self.repository.blobs.stat(digest)).size, 0)
+
+    async def test_commit_of_an_existing_blob_reuses_it(self) -> None:
+        await pushBlob(self.registry.repository("first"), b"shared")
+        digest = await pushBlob(self.repository, b"shared")
+        self.assertEqual((await self.repository.blobs.stat(digest)).size, 6)
+        self.assertEqual(len([p for p in await storedPaths(self.driver) if "/blobs/" in p]), 1)
+
+    async def test_read_only_registry_refuses_uploads(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        self.registry.readOnly = True
+        await self.assertFailure(self.repository.blobs.createUpload(), Unsupported)
+        await self.assertFailure(upload.write(ListBody([b"x"])), Unsupported)
+        await self.assertFailure(upload.commit(sha256(b"")), Unsupported)
+
+
+class BlobTests(TestCase):
+    def setUp(self) -> None:
+        self.driver = InMemoryDriver()
+        self.registry = Registry(self.driver, deleteEnabled=True)
+        self.repository = self.registry.repository("app")
+        self.addCleanup(uploads._states.clear)
+
+    async def test_stat_needs_link_and_data(self) -> None:
+        digest = await pushBlob(self.repository, b"blob")
+        await self.assertFailure(self.registry.repository("elsewhere").blobs.stat(digest), BlobUnknown)
+        await self.driver.delete(layout.blobDirectory(digest))
+        await self.assertFailure(self.repository.blobs.stat(digest), BlobUnknown)
+        await self.assertFailure(self.repository.blobs.stat("sha256:xyz"), DigestInvalid)
+
+    async def test_open_from_an_offset(self) -> None:
+        digest = await pushBlob(self.repository, b"0123456789")
+        descriptor, reader = await self.repository.blobs.open(digest, 4)
+        self.assertEqual(descriptor.size, 10)
+        chunks = []
+        while chunk := await reader.read():
+            chunks.append(chunk)
+        await reader.close()
+        self.assertEqual(b"".join(chunks), b"456789")
+        await self.assertFailure(self.repository.blobs.open(digest, 11), RangeInvalid)
+        await self.assertFailure(self.repository.blobs.open(sha256(b"nope")), BlobUnknown)
+
+    async def test_delete_unlinks_only(self) -> None:
+        digest = await pushBlob(self.repository, b"blob")
+        await self.repository.blobs.delete(digest)
+        await self.assertFailure(self.repository.blobs.stat(digest), BlobUnknown)
+        self.assertEqual(await self.driver.getContent(layout.blobDataPath(digest)), b"blob")
+        await self.assertFailure(self.repository.blobs.delete(digest), BlobUnknown)
+
+    async def test_delete_needs_deletes_enabled(self) -> None:
+        registry = Registry(self.driver)
+        digest = await pushBlob(registry.repository("app"), b"blob")
+        await self.assertFailure(registry.repository("app").blobs.delete(digest), Unsupported)
+        self.assertEqual((await registry.repository("app").blobs.stat(digest)).size, 4)
+
+    async def test_mount_from_a_repository(self) -> None:
+        digest = await pushBlob(self.repository, b"mounted")
+        target = self.registry.repository("target/repo")
+        descriptor = await target.blobs.mount(digest, "app")
+        self.assertEqual(descriptor.size, 7)
+        self.assertEqual((await target.blobs.stat(digest)).size, 7)
+        self.assertEqual(
+            await self.driver.getContent(layout.layerLinkPath("target/repo", digest)), digest.encode()
+        )
+
+    async def test_mount_refuses_what_the_source_lacks(self) -> None:
+        digest = await pushBlob(self.repository, b"mounted")
+        target = self.registry.repository("target")
+        await self.assertFailure(target.blobs.mount(digest, "unrelated"), BlobUnknown)
+        await self.assertFailure(target.blobs.mount(digest, "Not/Valid"), BlobUnknown)
+        await self.assertFailure(target.blobs.mount(sha256(b"absent"), "app"), BlobUnknown)
+        await self.assertFailure(target.blobs.stat(digest), BlobUnknown)
+
+    async def test_mount_without_source_needs_the_blob_stored(self) -> None:
+        digest = await pushBlob(self.repository, b"known")
+        target = self.registry.repository("target")
+        self.assertEqual((await target.blobs.mount(digest, None)).size, 5)
+        await self.assertFailure(target.blobs.mount(sha256(b"unknown"), None), BlobUnknown)
+
+    async def test_redirect_url_comes_from_the_driver(self) -> None:
+        digest = await pushBlob(self.repository, b"blob")
+        asked = []
+
+        def redirectURL(method: str, path: str) -> Deferred:
+            asked.append((method, path))
+            return succeed("https://cdn.example/blob")
+
+        self.driver.redirectURL = redirectURL
+        self.assertEqual(await self.repository.blobs.redirectURL("GET", digest), "https://cdn.example/blob")
+        self.assertEqual(asked, [("GET", layout.blobDataPath(digest))])
