@@ -36,3 +36,16 @@ def requireTool(name: str, package: str | None = None) -> str:
     if inCI():
         raise ToolMissing(hint + "; CI=true, so this is a failure, not a skip")
     raise SkipTest(hint)
+
+
+def requireModule(name: str, package: str) -> object:
+    """Import and return module C{name}; skip the test when it is missing (fail under CI)."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        hint = f"Python module {name} is not installed (pip install {package})"
+        if inCI():
+            raise ToolMissing(hint + "; CI=true, so this is a failure, not a skip") from None
+        raise SkipTest(hint) from None
