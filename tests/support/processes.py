@@ -58,11 +58,14 @@ def writeConfig(
     return path
 
 
-def registrydCommand(configPath: Path) -> list[str]:
-    """The command line that runs registryd in the foreground from this Python."""
+def registrydCommand(configPath: Path | None) -> list[str]:
+    """The command line that runs registryd in the foreground from this Python (no config: defaults)."""
     # "python -m twisted" is the newer "twist" runner; twistd is this script's run().
     twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-    return [sys.executable, "-c", twistd, "-n", "--pidfile=", "registryd", "--config", str(configPath)]
+    command = [sys.executable, "-c", twistd, "-n", "--pidfile=", "registryd"]
+    if configPath is not None:
+        command += ["--config", str(configPath)]
+    return command
 
 
 def distributionCommand(configPath: Path, binary: str = DISTRIBUTION_BINARY) -> list[str]:
