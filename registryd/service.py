@@ -265,6 +265,12 @@ class DrainingService(StreamServerEndpointService):
         inner = getattr(channel, "_channel", channel)
         return bool(getattr(inner, "requests", None))
 
+    @staticmethod
+    def _close(channel: Any) -> None:
+        transport = getattr(getattr(channel, "_channel", channel), "transport", None)
+        if transport is not None:
+            transport.loseConnection()
+
     def stopService(self) -> Deferred:
         stopped = super().stopService()
         return ensureDeferred(self._drain(stopped))
@@ -273,14 +279,13 @@ class DrainingService(StreamServerEndpointService):
         if stopped is not None:
             await stopped
         for channel in list(self.connections):
-            if not self._busy(channel) and channel.transport is not None:
-                channel.transport.loseConnection()
+            if not self._busy(channel):
+                self._close(channel)
         deadline = self._clock.seconds() + self._drainTimeout
         while any(self._busy(c) for c in self.connections) and self._clock.seconds() < deadline:
             await deferLater(self._clock, 0.05, lambda: None)
         for channel in list(self.connections):
-            if channel.transport is not None:
-                channel.transport.loseConnection()
+            self._close(channel)
 
 
 def _secret(config: Configuration) -> bytes:

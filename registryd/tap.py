@@ -32,6 +32,7 @@ class Options(usage.Options):
         """Load and validate the configuration now, so a bad one stops start-up with one line."""
         try:
             self.configuration = load(self["config"], os.environ)
+            _checkDriverInstalled(self.configuration.storage.driver)
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         parent = getattr(self, "parent", None)
@@ -52,6 +53,14 @@ class Options(usage.Options):
             return makeObserver(logConfig, _twistdLogFile(parent))
 
         return factory
+
+
+def _checkDriverInstalled(name: str) -> None:
+    """Refuse a storage driver no installed plugin provides, listing those that are (one line)."""
+    from registryd.plugins import findPlugin
+    from registryd.storage.interfaces import IStorageDriverFactory
+
+    findPlugin(IStorageDriverFactory, "storage driver", name, ("storage", name))
 
 
 def _twistdLogFile(parent: Any) -> IO[str]:
