@@ -50,7 +50,9 @@ class IUpload(Interface):
         Append the body's bytes to the upload, hashing as they arrive; never holds the
         whole body. With C{start} (from Content-Range), it must equal C{size}, else
         L{RangeInvalid} before anything is read. C{length} (Content-Length), when given,
-        must match what arrived, else L{SizeInvalid} and the chunk is not kept.
+        must match what arrived, else L{SizeInvalid}. What was written before a failure
+        (short body, client gone) stays in the upload, never visible as a blob: C{size}
+        then tells the client where to resume (GET status / 416 Range).
         @return: Deferred firing with the new size.
         """
 
