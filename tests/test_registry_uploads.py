@@ -201,6 +201,45 @@ class UploadTests(TestCase):
         await upload.write(ListBody([b"fine"]), start=3)
         await upload.commit(sha256(b"ok fine"))
 
+    async def test_concurrent_chunks_are_serialised(self) -> None:
+        """Two requests racing for the same offset: the second sees the first's bytes and is refused."""
+        upload = await self.repository.blobs.createUpload()
+        other = await self.repository.blobs.resumeUpload(upload.uuid)
+        arriving: Deferred = Deferred()
+
+        class SlowBody:
+            def __init__(self) -> None:
+                self.chunks = [arriving, succeed(b"")]
+
+            def read(self) -> Deferred:
+                return self.chunks.pop(0)
+
+        first = upload.write(SlowBody(), start=0)
+        second = other.write(ListBody([b"racing"]), start=0)
+        self.assertNoResult(second)
+        arriving.callback(b"winner")
+        self.assertEqual(await first, 6)
+        await self.assertFailure(second, RangeInvalid)
+        await upload.commit(sha256(b"winner"))
+        self.assertEqual(uploads._states, {})
+
+    async def test_cancelled_write_releases_the_upload(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        arriving: Deferred = Deferred()
+
+        class StalledBody:
+            def read(self) -> Deferred:
+                return arriving
+
+        stalled = upload.write(StalledBody())
+        waiting = upload.write(ListBody([b"later"]))
+        waiting.cancel()
+        stalled.cancel()
+        self.failureResultOf(waiting)
+        self.failureResultOf(stalled)
+        self.assertEqual(await upload.write(ListBody([b"next"]), start=0), 4)
+        await upload.commit(sha256(b"next"))
+
     async def test_cancel_removes_the_upload(self) -> None:
         upload = await self.repository.blobs.createUpload()
         await upload.write(ListBody([b"data"]))

@@ -80,14 +80,22 @@ class _Locked:
 
     async def __aenter__(self) -> _UploadState:
         self.state.users += 1
-        await self.state.lock.acquire()
+        try:
+            await self.state.lock.acquire()
+        except BaseException:
+            # Cancelled while waiting (the client went away): we never held the lock.
+            self._leave()
+            raise
         return self.state
 
-    async def __aexit__(self, *exc: object) -> None:
+    def _leave(self) -> None:
         self.state.users -= 1
-        self.state.lock.release()
         if self.state.users == 0 and self.state.running is None and _states.get(self._id) is self.state:
             del _states[self._id]
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.state.lock.release()
+        self._leave()
 
 
 def _now() -> datetime:
