@@ -36,23 +36,23 @@ class Options(usage.Options):
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
         parent = getattr(self, "parent", None)
-        if parent is not None and self._ownLogging(parent):
-            parent["logger"] = self._logObserverFactory(parent)
+        if parent is not None and not parent.get("logger") and not parent.get("syslog"):
+            # twistd imports --logger by name, so name a function here and leave it what it
+            # needs; an explicit --logger or --syslog wins over the config's log section.
+            global _logging
+            _logging = (self.configuration.log, parent)
+            parent["logger"] = f"{__name__}.configuredLogObserver"
 
-    @staticmethod
-    def _ownLogging(parent: Any) -> bool:
-        # An explicit --logger or --syslog wins over the config's log section.
-        return not parent.get("logger") and not parent.get("syslog")
 
-    def _logObserverFactory(self, parent: Any) -> Any:
-        """Make twistd log through the config's log section, to where twistd would have logged."""
-        assert self.configuration is not None
-        logConfig = self.configuration.log
+_logging: tuple[Any, Any] | None = None
 
-        def factory() -> Any:
-            return makeObserver(logConfig, _twistdLogFile(parent))
 
-        return factory
+def configuredLogObserver() -> Any:
+    """twistd's log observer from the config's log section, writing where twistd would have."""
+    if _logging is None:
+        raise RuntimeError("registryd's twistd options were not parsed")
+    logConfig, parent = _logging
+    return makeObserver(logConfig, _twistdLogFile(parent))
 
 
 def _checkDriverInstalled(name: str) -> None:
