@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
+from registryd.config.errors import ConfigError
 from registryd.storage.interfaces import (
     SKIP_DIR,
     IFileInfo,
@@ -19,6 +20,7 @@ from registryd.storage.interfaces import (
     InvalidOffset,
     IStorageDriver,
     PathNotFound,
+    StorageDriverError,
 )
 from registryd.storage.paths import checkPath
 
@@ -67,24 +69,47 @@ class _MemoryWriter:
         self._driver = driver
         self._path = path
         self._pending = pending
+        self._state = "open"
 
     @property
     def size(self) -> int:
         return len(self._pending)
 
+    def _finish(self, state: str) -> None:
+        """Check the writer is still open and mark it finished (a writer is used once)."""
+        if self._state != "open":
+            raise StorageDriverError(NAME, self._path, f"writer already {self._state}")
+        self._state = state
+
     def write(self, data: bytes) -> Deferred:
+        if self._state != "open":
+            return fail(StorageDriverError(NAME, self._path, f"writer already {self._state}"))
         self._pending += data
         return succeed(None)
 
     def close(self) -> Deferred:
+        try:
+            self._finish("closed")
+        except StorageDriverError as e:
+            return fail(e)
         return succeed(None)
 
     def cancel(self) -> Deferred:
-        self._driver._pending.pop(self._path, None)
+        try:
+            self._finish("cancelled")
+        except StorageDriverError as e:
+            return fail(e)
+        if self._driver._pending.get(self._path) is self._pending:
+            del self._driver._pending[self._path]
         return succeed(None)
 
     def commit(self) -> Deferred:
-        self._driver._pending.pop(self._path, None)
+        try:
+            self._finish("committed")
+        except StorageDriverError as e:
+            return fail(e)
+        if self._driver._pending.get(self._path) is self._pending:
+            del self._driver._pending[self._path]
         self._driver._files[self._path] = _File(self._pending)
         return succeed(None)
 
@@ -170,11 +195,20 @@ class InMemoryDriver:
 
     def move(self, sourcePath: str, destPath: str) -> Deferred:
         try:
+            checkPath(self.name, sourcePath)
             checkPath(self.name, destPath)
-            self._files[destPath] = self._file(sourcePath)
-            del self._files[sourcePath]
+            if sourcePath in self._files:
+                self._files[destPath] = self._files.pop(sourcePath)
+                return succeed(None)
+            # A directory: move every path below it.
+            prefix = sourcePath.rstrip("/") + "/"
+            moving = [p for p in self._files if p.startswith(prefix)]
+            if not moving or sourcePath == "/":
+                raise PathNotFound(self.name, sourcePath)
         except Exception as e:
             return _fail(e)
+        for p in moving:
+            self._files[destPath + p[len(sourcePath) :]] = self._files.pop(p)
         return succeed(None)
 
     def delete(self, path: str) -> Deferred:
@@ -208,6 +242,15 @@ class InMemoryDriver:
         d = self.stat(path)
         d.addCallback(lambda _: Deferred.fromCoroutine(self._walk(path, visit)))
         return d
+
+
+def createDriver(reactor: object, parameters: dict | None) -> InMemoryDriver:
+    """Build the driver from its configuration section, which must be empty: it takes no parameters."""
+    if parameters is not None and not isinstance(parameters, dict):
+        raise ConfigError("takes no parameters", ("storage", NAME))
+    for key in parameters or {}:
+        raise ConfigError("unknown parameter (the in-memory driver takes none)", ("storage", NAME, str(key)))
+    return InMemoryDriver()
 
 
 def _fail(e: Exception) -> Deferred:

@@ -1,0 +1,579 @@
+"""
+The filesystem storage driver: storage paths map onto a directory tree, laid out exactly
+as distribution's filesystem driver lays it (``/docker/registry/v2/...`` is
+``<root>/docker/registry/v2/...``), so either registry can serve the other's directory.
+
+Every blocking call runs in the driver's own thread pool (sized by ``maxthreads``), never
+on the reactor thread. Small writes are gathered into batches of about a megabyte and one
+batch is written while the next is gathered, so a large upload costs one thread hop per
+megabyte and disk writes overlap with network reads. Reads are likewise done a megabyte at
+a time with one chunk read ahead.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import secrets
+import shutil
+import stat as statmodule
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from registryd.config.errors import ConfigError
+from registryd.storage.inmemory import FileInfo
+from registryd.storage.interfaces import (
+    SKIP_DIR,
+    IFileReader,
+    IFileWriter,
+    InvalidOffset,
+    InvalidPath,
+    IStorageDriver,
+    PathNotFound,
+    StorageDriverError,
+)
+from registryd.storage.paths import checkPath, join
+
+NAME = "filesystem"
+DEFAULT_ROOT_DIRECTORY = "/var/lib/registry"
+DEFAULT_MAX_THREADS = 100
+MIN_MAX_THREADS = 25
+
+READ_CHUNK = 1 << 20
+"""How many bytes one read of a reader returns at most."""
+
+WRITE_BATCH = 1 << 20
+"""Writes are gathered until this many bytes (or _WRITE_BATCH_PIECES pieces) are pending."""
+
+_WRITE_BATCH_PIECES = 256  # well below IOV_MAX, so one writev takes a whole batch
+
+_NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
+_PARAMETERS = frozenset({"rootdirectory", "maxthreads"})
+
+
+def createDriver(reactor: Any, parameters: dict | None) -> FilesystemDriver:
+    """Build a driver from its configuration section, raising ConfigError naming a bad parameter."""
+    parameters = {} if parameters is None else parameters
+    if not isinstance(parameters, dict):
+        raise ConfigError("must be a mapping of parameters", ("storage", NAME))
+    for key in parameters:
+        if key not in _PARAMETERS:
+            known = ", ".join(sorted(_PARAMETERS))
+            raise ConfigError(f"unknown parameter (known: {known})", ("storage", NAME, str(key)))
+    root = parameters.get("rootdirectory", DEFAULT_ROOT_DIRECTORY)
+    if root is None:
+        root = DEFAULT_ROOT_DIRECTORY
+    if not isinstance(root, str) or not root or "\0" in root:
+        raise ConfigError("must be a non-empty directory path", ("storage", NAME, "rootdirectory"))
+    maxThreads = _parseMaxThreads(parameters.get("maxthreads", DEFAULT_MAX_THREADS))
+    return FilesystemDriver(root, reactor, maxThreads=maxThreads)
+
+
+def _parseMaxThreads(value: object) -> int:
+    keyPath = ("storage", NAME, "maxthreads")
+    if value is None:
+        return DEFAULT_MAX_THREADS
+    if isinstance(value, bool):
+        raise ConfigError("must be an integer", keyPath)
+    if isinstance(value, str):
+        # Environment overrides arrive as text.
+        try:
+            value = int(value.strip(), 10)
+        except ValueError:
+            raise ConfigError(f"must be an integer, not {value!r}", keyPath) from None
+    if not isinstance(value, int):
+        raise ConfigError(f"must be an integer, not {type(value).__name__}", keyPath)
+    if value < MIN_MAX_THREADS:
+        raise ConfigError(f"must be at least {MIN_MAX_THREADS}, not {value}", keyPath)
+    return value
+
+
+def _translated(driverName: str, path: str, error: OSError) -> StorageDriverError:
+    """The typed error for an OSError met while working on path."""
+    if error.errno in (errno.ENOENT, errno.ENOTDIR):
+        return PathNotFound(driverName, path)
+    return StorageDriverError(driverName, path, error.strerror or str(error))
+
+
+@implementer(IStorageDriver)
+class FilesystemDriver:
+    """Content in files under a root directory; directories are real directories."""
+
+    name = NAME
+
+    def __init__(
+        self, rootDirectory: str, reactor: Any = None, maxThreads: int = DEFAULT_MAX_THREADS
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor  # type: ignore[no-redef]
+        self.rootDirectory = os.path.abspath(rootDirectory)
+        self.maxThreads = maxThreads
+        self._reactor = reactor
+        self._realRoot = os.path.realpath(self.rootDirectory)
+        self._pool: ThreadPool | None = None
+        self._shutdownTrigger: object = None
+
+    # -- threads -----------------------------------------------------------------------
+
+    def _call(self, path: str, function: Callable[..., Any], *args: Any) -> Deferred:
+        """Run function(*args) in the driver's thread pool, turning OSErrors into typed errors."""
+        if self._pool is None:
+            self._pool = ThreadPool(minthreads=0, maxthreads=self.maxThreads, name="registryd-filesystem")
+            self._pool.start()
+            self._shutdownTrigger = self._reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+        d = deferToThreadPool(self._reactor, self._pool, function, *args)
+
+        def translate(failure: Failure) -> Failure:
+            if failure.check(OSError) and not failure.check(StorageDriverError):
+                return Failure(_translated(self.name, path, failure.value))
+            return failure
+
+        return d.addErrback(translate)
+
+    def stop(self) -> None:
+        """Stop the driver's threads (the reactor's shutdown does this too); a later call restarts them."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if self._shutdownTrigger is not None:
+            try:
+                self._reactor.removeSystemEventTrigger(self._shutdownTrigger)
+            except (ValueError, KeyError):
+                pass  # already fired: we are being called by it
+            self._shutdownTrigger = None
+        pool.stop()
+
+    # -- paths -------------------------------------------------------------------------
+
+    def _fullPath(self, path: str) -> str:
+        """The file system path of a storage path (validated; raises InvalidPath)."""
+        checkPath(self.name, path)
+        if path == "/":
+            return self.rootDirectory
+        return os.path.join(self.rootDirectory, path[1:])
+
+    def _inside(self, realPath: str) -> bool:
+        return realPath == self._realRoot or realPath.startswith(self._realRoot.rstrip(os.sep) + os.sep)
+
+    def _resolve(self, path: str, full: str) -> None:
+        """Refuse a path that symbolic links lead outside the root (call in a thread)."""
+        if not self._inside(os.path.realpath(full)):
+            raise InvalidPath(self.name, path, "leads outside the root directory")
+
+    def _resolveParent(self, path: str, full: str) -> None:
+        """Refuse a path whose directory links lead outside the root (the entry itself is not followed)."""
+        if not self._inside(os.path.realpath(os.path.dirname(full))):
+            raise InvalidPath(self.name, path, "leads outside the root directory")
+
+    # -- small objects -----------------------------------------------------------------
+
+    def getContent(self, path: str) -> Deferred:
+        try:
+            full = self._fullPath(path)
+        except StorageDriverError as e:
+            return fail(e)
+
+        def read() -> bytes:
+            self._resolve(path, full)
+            try:
+                with open(full, "rb") as f:
+                    return f.read()
+            except IsADirectoryError:
+                raise PathNotFound(self.name, path) from None
+
+        return self._call(path, read)
+
+    def putContent(self, path: str, data: bytes) -> Deferred:
+        try:
+            full = self._fullPath(path)
+            if path == "/":
+                raise InvalidPath(self.name, path, "the root is a directory")
+        except StorageDriverError as e:
+            return fail(e)
+        data = bytes(data)
+
+        def put() -> None:
+            self._resolveParent(path, full)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            temporary = f"{full}.{secrets.token_hex(8)}.tmp"
+            try:
+                with open(temporary, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(temporary, full)
+            except BaseException:
+                _removeQuietly(temporary)
+                raise
+
+        return self._call(path, put)
+
+    # -- streams -----------------------------------------------------------------------
+
+    def reader(self, path: str, offset: int = 0) -> Deferred:
+        try:
+            full = self._fullPath(path)
+            if not isinstance(offset, int) or offset < 0:
+                raise InvalidOffset(self.name, path, f"offset {offset!r}")
+        except StorageDriverError as e:
+            return fail(e)
+
+        def open_() -> _FileReader:
+            self._resolve(path, full)
+            f = open(full, "rb", buffering=0)
+            try:
+                info = os.fstat(f.fileno())
+                if statmodule.S_ISDIR(info.st_mode):
+                    raise PathNotFound(self.name, path)
+                if offset > info.st_size:
+                    raise InvalidOffset(self.name, path, f"offset {offset} beyond size {info.st_size}")
+                f.seek(offset)
+            except BaseException:
+                f.close()
+                raise
+            return _FileReader(self, path, f)
+
+        return self._call(path, open_)
+
+    def writer(self, path: str, append: bool = False) -> Deferred:
+        try:
+            full = self._fullPath(path)
+            if path == "/":
+                raise InvalidPath(self.name, path, "the root is a directory")
+        except StorageDriverError as e:
+            return fail(e)
+
+        def open_() -> _FileWriter:
+            self._resolve(path, full)
+            if append:
+                # No O_CREAT: resuming what is not there is PathNotFound.
+                fd = os.open(full, os.O_WRONLY | os.O_APPEND)
+            else:
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                fd = os.open(full, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                info = os.fstat(fd)
+                if statmodule.S_ISDIR(info.st_mode):
+                    raise PathNotFound(self.name, path)
+            except BaseException:
+                os.close(fd)
+                raise
+            return _FileWriter(self, path, full, fd, info.st_size)
+
+        return self._call(path, open_)
+
+    # -- metadata ----------------------------------------------------------------------
+
+    def stat(self, path: str) -> Deferred:
+        try:
+            full = self._fullPath(path)
+        except StorageDriverError as e:
+            return fail(e)
+
+        def stat_() -> FileInfo:
+            self._resolve(path, full)
+            try:
+                info = os.stat(full)
+            except FileNotFoundError:
+                if path == "/":
+                    return FileInfo(path, 0, time.time(), True)
+                raise
+            return _fileInfo(path, info)
+
+        return self._call(path, stat_)
+
+    def list(self, path: str) -> Deferred:
+        try:
+            full = self._fullPath(path)
+        except StorageDriverError as e:
+            return fail(e)
+
+        def list_() -> list[str]:
+            self._resolve(path, full)
+            try:
+                names = os.listdir(full)
+            except FileNotFoundError:
+                if path == "/":
+                    return []
+                raise
+            return [join(path, name) for name in sorted(names) if _addressable(name)]
+
+        return self._call(path, list_)
+
+    # -- changes -----------------------------------------------------------------------
+
+    def move(self, sourcePath: str, destPath: str) -> Deferred:
+        try:
+            source = self._fullPath(sourcePath)
+            dest = self._fullPath(destPath)
+            for p in (sourcePath, destPath):
+                if p == "/":
+                    raise InvalidPath(self.name, p, "the root cannot be moved")
+        except StorageDriverError as e:
+            return fail(e)
+
+        def move_() -> None:
+            self._resolveParent(sourcePath, source)
+            self._resolveParent(destPath, dest)
+            if not os.path.lexists(source):
+                raise PathNotFound(self.name, sourcePath)
+            try:
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                os.replace(source, dest)
+            except OSError as e:
+                raise _translated(self.name, destPath, e) from e
+
+        return self._call(sourcePath, move_)
+
+    def delete(self, path: str) -> Deferred:
+        try:
+            full = self._fullPath(path)
+        except StorageDriverError as e:
+            return fail(e)
+
+        def delete_() -> None:
+            if path == "/":
+                # Empty the root but keep it: it may be a mount point or belong to another user.
+                if not os.path.isdir(full):
+                    raise PathNotFound(self.name, path)
+                for name in os.listdir(full):
+                    _removeTree(os.path.join(full, name))
+                return
+            self._resolveParent(path, full)
+            _removeTree(full)
+
+        return self._call(path, delete_)
+
+    def redirectURL(self, method: str, path: str) -> Deferred:
+        return succeed(None)
+
+    def walk(self, path: str, visit: Callable[[FileInfo], Any]) -> Deferred:
+        return Deferred.fromCoroutine(self._walk(path, visit))
+
+    async def _walk(self, path: str, visit: Callable[[FileInfo], Any]) -> None:
+        top = await self.stat(path)
+        if not top.isDir:
+            return
+        await self._walkBelow(path, visit)
+
+    async def _walkBelow(self, path: str, visit: Callable[[FileInfo], Any]) -> None:
+        entries = await self._call(path, self._scan, path)
+        for info, descend in entries:
+            result = visit(info)
+            if isinstance(result, Deferred):
+                result = await result
+            if info.isDir and descend and result is not SKIP_DIR:
+                await self._walkBelow(info.path, visit)
+
+    def _scan(self, path: str) -> list[tuple[FileInfo, bool]]:
+        """The children of a directory in lexical order, each with whether a walk may descend into it."""
+        full = self._fullPath(path)
+        self._resolve(path, full)
+        entries = []
+        for name in sorted(os.listdir(full)):
+            if not _addressable(name):
+                continue
+            childFull = os.path.join(full, name)
+            isLink = os.path.islink(childFull)
+            if isLink and not self._inside(os.path.realpath(childFull)):
+                continue  # a symbolic link out of the root is not part of the store
+            try:
+                info = os.stat(childFull)
+            except FileNotFoundError:
+                continue  # deleted meanwhile, or a dangling link
+            # Links are listed but not followed, so a link to an ancestor cannot loop forever.
+            entries.append((_fileInfo(join(path, name), info), not isLink))
+        return entries
+
+
+def _addressable(name: str) -> bool:
+    """Whether a directory entry can be named by a storage path (others are not part of the store)."""
+    return _NAME.match(name) is not None and name not in (".", "..")
+
+
+def _fileInfo(path: str, info: os.stat_result) -> FileInfo:
+    isDir = statmodule.S_ISDIR(info.st_mode)
+    return FileInfo(path, 0 if isDir else info.st_size, info.st_mtime, isDir)
+
+
+def _removeQuietly(full: str) -> None:
+    try:
+        os.unlink(full)
+    except FileNotFoundError:
+        pass
+
+
+def _removeTree(full: str) -> None:
+    """Remove a file, a symbolic link (not its target) or a directory tree; FileNotFoundError if absent."""
+    info = os.lstat(full)
+    if statmodule.S_ISDIR(info.st_mode):
+        shutil.rmtree(full)
+    else:
+        os.unlink(full)
+
+
+@implementer(IFileReader)
+class _FileReader:
+    """Reads a file a chunk at a time in the driver's threads, with the next chunk read ahead."""
+
+    def __init__(self, driver: FilesystemDriver, path: str, f: Any) -> None:
+        self._driver = driver
+        self._path = path
+        self._file = f
+        self._lock = DeferredLock()  # one thread at a time touches the file
+        self._ahead: Deferred | None = None
+        self._closed = False
+
+    def _fetch(self) -> Deferred:
+        return self._lock.run(self._driver._call, self._path, self._file.read, READ_CHUNK)
+
+    def _readAhead(self, chunk: bytes) -> bytes:
+        if chunk and not self._closed:
+            self._ahead = self._fetch()
+        return chunk
+
+    def read(self) -> Deferred:
+        if self._closed:
+            return succeed(b"")
+        d, self._ahead = self._ahead or self._fetch(), None
+        return d.addCallback(self._readAhead)
+
+    def close(self) -> Deferred:
+        if self._closed:
+            return succeed(None)
+        self._closed = True
+        if self._ahead is not None:
+            # Nobody will read the chunk read ahead; don't let an error in it go unhandled.
+            self._ahead.addErrback(lambda _: None)
+            self._ahead = None
+        return self._lock.run(self._driver._call, self._path, self._file.close)
+
+
+@implementer(IFileWriter)
+class _FileWriter:
+    """
+    Appends to a file in place, as distribution does. Writes are gathered into batches;
+    one batch is on its way to disk while the next is gathered. An error writing a batch
+    is reported by the next write, close or commit.
+    """
+
+    def __init__(self, driver: FilesystemDriver, path: str, full: str, fd: int, size: int) -> None:
+        self._driver = driver
+        self._path = path
+        self._full = full
+        self._fd = fd
+        self.size = size
+        self._pieces: list[bytes] = []
+        self._pending = 0
+        self._lock = DeferredLock()  # batches reach the file one after another, in order
+        self._queued = 0  # batches handed to the lock and not yet written
+        self._waiting: Deferred | None = None  # the caller waiting for the queue to shorten
+        self._error: Failure | None = None
+        self._state = "open"
+
+    def _checkOpen(self) -> None:
+        if self._state != "open":
+            raise StorageDriverError(self._driver.name, self._path, f"writer already {self._state}")
+
+    def write(self, data: bytes) -> Deferred:
+        try:
+            self._checkOpen()
+        except StorageDriverError as e:
+            return fail(e)
+        if self._error is not None:
+            return fail(self._error)
+        if not data:
+            return succeed(None)
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the caller may reuse its buffer
+        self._pieces.append(data)
+        self._pending += len(data)
+        self.size += len(data)
+        if self._pending < WRITE_BATCH and len(self._pieces) < _WRITE_BATCH_PIECES:
+            return succeed(None)
+        self._sendBatch()
+        if self._queued <= 1:
+            return succeed(None)  # the disk is busy with this batch; gather the next meanwhile
+        self._waiting = Deferred()
+        return self._waiting
+
+    def _sendBatch(self) -> None:
+        pieces, self._pieces, self._pending = self._pieces, [], 0
+        if not pieces:
+            return
+        self._queued += 1
+        d = self._lock.run(self._driver._call, self._path, _writeAll, self._fd, pieces)
+        d.addBoth(self._batchWritten)
+
+    def _batchWritten(self, result: object) -> None:
+        self._queued -= 1
+        if isinstance(result, Failure) and self._error is None:
+            self._error = result
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            if self._error is not None:
+                waiting.errback(self._error)
+            else:
+                waiting.callback(None)
+
+    async def _drain(self) -> None:
+        """Write what is gathered and wait for every batch to reach the file."""
+        self._sendBatch()
+        await self._lock.run(succeed, None)
+
+    async def _finish(self, state: str, finalStep: Callable[[int], None]) -> None:
+        self._checkOpen()
+        self._state = state
+        try:
+            await self._drain()
+        finally:
+            await self._driver._call(self._path, finalStep, self._fd)
+        if self._error is not None and state != "cancelled":
+            error, self._error = self._error, None
+            error.raiseException()
+
+    def close(self) -> Deferred:
+        return Deferred.fromCoroutine(self._finish("closed", _closeFile))
+
+    def commit(self) -> Deferred:
+        return Deferred.fromCoroutine(self._finish("committed", _syncAndClose))
+
+    def cancel(self) -> Deferred:
+        full = self._full
+
+        def discard(fd: int) -> None:
+            os.close(fd)
+            _removeQuietly(full)
+
+        return Deferred.fromCoroutine(self._finish("cancelled", discard))
+
+
+def _writeAll(fd: int, pieces: list[bytes]) -> None:
+    """Write every piece to fd, resuming after short writes (runs in a thread; releases the GIL)."""
+    views = [memoryview(p) for p in pieces]
+    while views:
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
+def _closeFile(fd: int) -> None:
+    os.close(fd)
+
+
+def _syncAndClose(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
