@@ -250,8 +250,11 @@ class Answer:
         return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-class ConformanceWorkflowsMixin:
-    """The suite's workflows; subclasses say which storage driver the registry uses."""
+class LoopbackRegistry:
+    """A registry on a loopback port and a client that speaks as the suite's; subclasses pick the driver."""
+
+    #: storage.delete.enabled for the registry under test (the content management workflow needs it).
+    deleteEnabled = True
 
     def makeDriver(self) -> Any:
         """The storage driver under test."""
@@ -260,7 +263,7 @@ class ConformanceWorkflowsMixin:
     @asyncTest
     async def setUp(self) -> None:
         self.data = TestData()
-        registry = Registry(self.makeDriver(), deleteEnabled=True)
+        registry = Registry(self.makeDriver(), deleteEnabled=self.deleteEnabled)
         site = RegistrySite(RegistryAPI(registry, APISettings()).resource())
         self.port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         self.addCleanup(self.port.stopListening)
@@ -340,6 +343,10 @@ class ConformanceWorkflowsMixin:
     def assertSuccessOr(self, answer: Answer, *others: int) -> None:
         """The status is a 2xx or one of others (the suite's teardown checks)."""
         self.assertTrue(200 <= answer.status < 300 or answer.status in others, (answer.status, answer.body))
+
+
+class ConformanceWorkflowsMixin(LoopbackRegistry):
+    """The suite's workflows, one test per expectation."""
 
     # -- the base route
 
@@ -454,6 +461,18 @@ class ConformanceWorkflowsMixin:
         for blob in (self.data.configs[0], self.data.configs[1], self.data.layer):
             answer = await self.send("DELETE", f"/v2/{NAMESPACE}/blobs/{sha256(blob)}")
             self.assertSuccessOr(answer, 404, 405)
+
+    @asyncTest
+    async def test_pull_teardown_deleting_blobs_before_manifests(self) -> None:
+        """OCI_DELETE_MANIFEST_BEFORE_BLOBS=0: blobs first (2xx/404/405), then manifests (2xx/405)."""
+        await self.pushImage(0, "tagtest0")
+        await self.pushImage(1, sha256(self.data.manifests[1]))
+        for blob in (self.data.configs[0], self.data.configs[1], self.data.layer):
+            answer = await self.send("DELETE", f"/v2/{NAMESPACE}/blobs/{sha256(blob)}")
+            self.assertSuccessOr(answer, 404, 405)
+        for content in self.data.manifests[:2]:
+            answer = await self.send("DELETE", f"/v2/{NAMESPACE}/manifests/{sha256(content)}")
+            self.assertSuccessOr(answer, 405)
 
     # -- push: streamed
 
@@ -1164,3 +1183,30 @@ class FilesystemConformanceTests(ConformanceWorkflowsMixin, TestCase):
         root = os.path.abspath(self.mktemp())
         os.makedirs(root)
         return FilesystemDriver(root)
+
+
+class DeletesDisabledTests(LoopbackRegistry, TestCase):
+    """
+    With storage.delete.enabled off (distribution's default), the teardowns of the pull, push and
+    discovery workflows accept 405; the content management workflow does not (it wants 202 or 404
+    from a manifest delete by digest), so the suite must be run with deletes enabled.
+    """
+
+    deleteEnabled = False
+
+    def makeDriver(self) -> InMemoryDriver:
+        return InMemoryDriver()
+
+    @asyncTest
+    async def test_deletes_answer_405_unsupported(self) -> None:
+        await self.pushImage(0, "tagtest0")
+        for path in (
+            f"/v2/{NAMESPACE}/manifests/tagtest0",
+            f"/v2/{NAMESPACE}/manifests/{sha256(self.data.manifests[0])}",
+            f"/v2/{NAMESPACE}/blobs/{sha256(self.data.configs[0])}",
+        ):
+            answer = await self.send("DELETE", path)
+            self.assertEqual(answer.status, 405, path)
+            self.assertEqual(answer.errorCodes(), ["UNSUPPORTED"])
+        kept = await self.send("GET", f"/v2/{NAMESPACE}/manifests/tagtest0")
+        self.assertEqual(kept.status, 200)
