@@ -78,12 +78,12 @@ class _MemoryWriter:
     def _finish(self, state: str) -> None:
         """Check the writer is still open and mark it finished (a writer is used once)."""
         if self._state != "open":
-            raise StorageDriverError(NAME, self._path, f"writer already {self._state}")
+            raise StorageDriverError(self._driver.name, self._path, f"writer already {self._state}")
         self._state = state
 
     def write(self, data: bytes) -> Deferred:
         if self._state != "open":
-            return fail(StorageDriverError(NAME, self._path, f"writer already {self._state}"))
+            return fail(StorageDriverError(self._driver.name, self._path, f"writer already {self._state}"))
         self._pending += data
         return succeed(None)
 

@@ -1,0 +1,13 @@
+"""
+The built-in storage drivers, as plugins: nothing but names here, so scanning for plugins
+stays cheap; each driver's module is imported when a driver is made.
+"""
+
+from registryd.plugins import StorageDriverPlugin
+
+filesystem = StorageDriverPlugin(
+    "filesystem", "registryd.storage.filesystem", "content in a directory tree, laid out as distribution does"
+)
+inmemory = StorageDriverPlugin(
+    "inmemory", "registryd.storage.inmemory", "content in memory, lost when the process ends (for tests)"
+)
