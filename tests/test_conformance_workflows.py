@@ -1085,6 +1085,84 @@ class ConformanceWorkflowsMixin(LoopbackRegistry):
         self.assertEqual(answer.status, 400)
         self.assertIn(answer.errorCodes()[0], SPEC_CODES)
 
+    @asyncTest
+    async def test_large_manifest_under_4mib_is_accepted(self) -> None:
+        """The rewrite pushes a manifest of about 3.9 MB (390 annotations of 10,000 bytes)."""
+        await self.pushBlob(self.data.configs[0])
+        await self.pushBlob(self.data.layer)
+        document = json.loads(self.data.manifests[0])
+        document["annotations"] = {f"large-annotation-{i}": "A" * 10000 for i in range(390)}
+        content = pretty(document)
+        self.assertLess(len(content), 4 * 1024 * 1024)
+        answer = await self.putManifest("large-manifest", content)
+        self.assertEqual(answer.status, 201, answer.body[:300])
+        served = await self.send("GET", f"/v2/{NAMESPACE}/manifests/large-manifest")
+        self.assertEqual((served.status, served.body), (200, content))
+
+    @asyncTest
+    async def test_nested_and_empty_indexes_are_accepted(self) -> None:
+        await self.pushImage(0, sha256(self.data.manifests[0]))
+        inner = pretty(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [descriptor(OCI_MANIFEST, self.data.manifests[0])],
+            }
+        )
+        self.assertEqual((await self.putManifest(sha256(inner), inner, OCI_INDEX)).status, 201)
+        outer = pretty(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor(OCI_INDEX, inner)]}
+        )
+        answer = await self.putManifest("index-of-index", outer, OCI_INDEX)
+        self.assertEqual(answer.status, 201, answer.body)
+        empty = pretty({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []})
+        answer = await self.putManifest("empty-index", empty, OCI_INDEX)
+        self.assertEqual(answer.status, 201, answer.body)
+        served = await self.send(
+            "GET", f"/v2/{NAMESPACE}/manifests/index-of-index", headers={"Accept": OCI_INDEX}
+        )
+        self.assertEqual((served.status, served.body), (200, outer))
+
+    @asyncTest
+    async def test_non_distributable_layers_need_not_be_pushed(self) -> None:
+        """Layers with urls and a non-distributable media type are not in the registry; the push works."""
+        await self.pushBlob(self.data.configs[0])
+        await self.pushBlob(self.data.layer)
+        foreign = os.urandom(256)
+        document = json.loads(self.data.manifests[0])
+        document["layers"].insert(
+            0,
+            {
+                "mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                "digest": sha256(foreign),
+                "size": 123456,
+                "urls": [f"https://store.example.com/blobs/sha256/{sha256(foreign)[7:]}"],
+            },
+        )
+        content = pretty(document)
+        answer = await self.putManifest("non-distributable-image", content)
+        self.assertEqual(answer.status, 201, answer.body)
+
+    @asyncTest
+    async def test_index_with_subject_is_a_referrer_of_an_index(self) -> None:
+        await self.pushImage(0, sha256(self.data.manifests[0]))
+        subjectIndex = pretty(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [descriptor(OCI_MANIFEST, self.data.manifests[0])],
+            }
+        )
+        self.assertEqual((await self.putManifest("index", subjectIndex, OCI_INDEX)).status, 201)
+        await self.pushBlob(self.data.emptyJSON)
+        artifact = self.data.artifact(descriptor(OCI_INDEX, subjectIndex), "on an index", artifactType=TYPE_A)
+        answer = await self.putManifest("tagged-artifact", artifact)
+        self.assertEqual(answer.status, 201, answer.body)
+        self.assertEqual(answer.header("OCI-Subject"), sha256(subjectIndex))
+        listed = (await self.referrers(sha256(subjectIndex))).json()["manifests"]
+        self.assertEqual([m["digest"] for m in listed], [sha256(artifact)])
+        self.assertEqual(listed[0].get("artifactType"), TYPE_A)
+
     # -- the four workflows in one repository, in the suite's order
 
     @asyncTest
