@@ -1163,6 +1163,47 @@ class ConformanceWorkflowsMixin(LoopbackRegistry):
         self.assertEqual([m["digest"] for m in listed], [sha256(artifact)])
         self.assertEqual(listed[0].get("artifactType"), TYPE_A)
 
+    async def rangeOf(self, blob: bytes, value: str) -> Answer:
+        """GET the blob with a Range header."""
+        return await self.send("GET", f"/v2/{NAMESPACE}/blobs/{sha256(blob)}", headers={"Range": value})
+
+    @asyncTest
+    async def test_blob_range_requests_are_206_with_content_range(self) -> None:
+        blob = os.urandom(2048)
+        await self.pushBlob(blob)
+        for value, start, end in (
+            ("bytes=500-1499", 500, 1499),
+            ("bytes=500-", 500, 2047),
+            ("bytes=-500", 1548, 2047),
+            ("bytes=2000-5000", 2000, 2047),
+        ):
+            answer = await self.rangeOf(blob, value)
+            self.assertEqual(answer.status, 206, value)
+            self.assertEqual(answer.body, blob[start : end + 1], value)
+            self.assertEqual(answer.header("Content-Length"), str(end - start + 1), value)
+            self.assertIn(
+                answer.header("Content-Range"), (f"bytes {start}-{end}/2048", f"bytes {start}-{end}/*")
+            )
+
+    @asyncTest
+    async def test_blob_unsatisfiable_ranges_are_416(self) -> None:
+        blob = os.urandom(2048)
+        await self.pushBlob(blob)
+        for value in ("bytes=500-0", "bytes=5000-10000"):
+            answer = await self.rangeOf(blob, value)
+            self.assertEqual(answer.status, 416, value)
+
+    @asyncTest
+    async def test_empty_repository_answers(self) -> None:
+        """Before anything is pushed: tag list 200 or 404, referrers an empty 200, blobs and manifests 404."""
+        listed = await self.tags()
+        self.assertIn(listed.status, (200, 404))
+        self.assertEqual((await self.referrers(self.data.dummyDigest)).json()["manifests"], [])
+        self.assertEqual(
+            (await self.send("HEAD", f"/v2/{NAMESPACE}/blobs/{self.data.dummyDigest}")).status, 404
+        )
+        self.assertEqual((await self.send("GET", f"/v2/{NAMESPACE}/manifests/latest")).status, 404)
+
     # -- the four workflows in one repository, in the suite's order
 
     @asyncTest
