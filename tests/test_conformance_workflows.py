@@ -1204,6 +1204,74 @@ class ConformanceWorkflowsMixin(LoopbackRegistry):
         )
         self.assertEqual((await self.send("GET", f"/v2/{NAMESPACE}/manifests/latest")).status, 404)
 
+    @asyncTest
+    async def test_chunked_three_chunks_of_1024_with_last_chunk_in_put(self) -> None:
+        blob = os.urandom(3 * 1024 - 5)
+        location = (await self.startUpload()).locationPath()
+        for start in (0, 1024):
+            answer = await self.patchChunk(location, blob[start : start + 1024], start)
+            self.assertEqual(answer.status, 202, answer.body)
+            location = answer.locationPath()
+        last = blob[2048:]
+        answer = await self.send(
+            "PUT",
+            location,
+            last,
+            {"Content-Type": OCTETS, "Content-Range": f"2048-{len(blob) - 1}"},
+            {"digest": sha256(blob)},
+        )
+        self.assertEqual(answer.status, 201, answer.body)
+        served = await self.send("GET", answer.locationPath())
+        self.assertEqual(served.body, blob)
+
+    @asyncTest
+    async def test_bad_digest_at_the_end_of_chunked_and_streamed_uploads_is_400(self) -> None:
+        blob = os.urandom(100)
+        wrong = sha256(blob + b"oh no")
+        started = await self.startUpload()
+        chunked = await self.patchChunk(started.locationPath(), blob, 0)
+        answer = await self.send("PUT", chunked.locationPath(), None, query={"digest": wrong})
+        self.assertEqual(answer.status, 400)
+        self.assertIn("DIGEST_INVALID", answer.errorCodes())
+        started = await self.startUpload()
+        streamed = await self.send("PATCH", started.locationPath(), blob, {"Content-Type": OCTETS})
+        answer = await self.send("PUT", streamed.locationPath(), None, query={"digest": wrong})
+        self.assertEqual(answer.status, 400)
+        started = await self.startUpload()
+        answer = await self.send(
+            "PUT", started.locationPath(), blob, {"Content-Type": OCTETS}, {"digest": wrong}
+        )
+        self.assertEqual(answer.status, 400)
+        for digest in (wrong, sha256(blob)):
+            self.assertEqual((await self.send("HEAD", f"/v2/{NAMESPACE}/blobs/{digest}")).status, 404)
+
+    @asyncTest
+    async def test_tags_list_with_last_alone(self) -> None:
+        expected = await self.pushDiscoveryTags()
+        answer = await self.tags(last=expected[1])
+        self.assertEqual(answer.status, 200)
+        self.assertEqual(answer.json()["tags"], expected[2:])
+
+    @asyncTest
+    async def test_sha512_mount_from_other_repository_is_201(self) -> None:
+        blob = os.urandom(512)
+        digest = "sha512:" + hashlib.sha512(blob).hexdigest()
+        started = await self.startUpload(CROSS_NAMESPACE)
+        pushed = await self.send(
+            "PUT", started.locationPath(), blob, {"Content-Type": OCTETS}, {"digest": digest}
+        )
+        self.assertEqual(pushed.status, 201, pushed.body)
+        answer = await self.send(
+            "POST", f"/v2/{NAMESPACE}/blobs/uploads/", query={"mount": digest, "from": CROSS_NAMESPACE}
+        )
+        self.assertEqual(answer.status, 201, answer.body)
+        served = await self.send("GET", answer.locationPath())
+        self.assertEqual((served.status, served.body), (200, blob))
+        deleted = await self.send("DELETE", f"/v2/{NAMESPACE}/blobs/{digest}")
+        self.assertEqual(deleted.status, 202)
+        self.assertEqual((await self.send("HEAD", f"/v2/{NAMESPACE}/blobs/{digest}")).status, 404)
+        self.assertEqual((await self.send("HEAD", f"/v2/{CROSS_NAMESPACE}/blobs/{digest}")).status, 200)
+
     # -- the four workflows in one repository, in the suite's order
 
     @asyncTest
