@@ -18,6 +18,7 @@ from treq.testing import RequestTraversalAgent
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
@@ -102,12 +103,17 @@ class APIClient:
 
     async def _settle(self, d: Deferred) -> Any:
         # Routes answer asynchronously (the core hashes big chunks in a thread): keep pumping
-        # bytes between the in-memory client and server until the result is in.
-        while not d.called:
+        # bytes between the in-memory client and server until the result is in. (d.called
+        # is not enough: a called Deferred may still wait on a chained one.)
+        outcome: list[Any] = []
+        d.addBoth(outcome.append)
+        while not outcome:
             self.agent.flush()
-            if not d.called:
+            if not outcome:
                 await deferLater(reactor, 0.001, lambda: None)
-        return await d
+        if isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        return outcome[0]
 
     async def request(
         self,
