@@ -13,13 +13,17 @@ from urllib.parse import urlsplit
 import treq
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
+from registryd.storage.inmemory import InMemoryDriver
 from registryd.web.site import RegistrySite
-from tests.test_api_base import makeAPI
+from tests.test_api_base import APIClient, makeAPI
 
 SIZE = 24 * 1024 * 1024 + 5
 
@@ -119,3 +123,94 @@ class SocketTests(unittest.TestCase):
         status = await self.http.get(location)
         self.assertEqual((status.code, status.headers.getRawHeaders("Range")), (204, ["0-0"]))
         await status.content()
+
+
+class _Raw(Protocol):
+    """A client that sends raw bytes and collects what comes back."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.gotData: Deferred = Deferred()
+        self.lost: Deferred = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if not self.gotData.called:
+            self.gotData.callback(None)
+
+    def connectionLost(self, reason) -> None:
+        self.lost.callback(None)
+
+
+class _CountingDriver(InMemoryDriver):
+    """Counts the readers handed out and closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = 0
+        self.closed = 0
+
+    def reader(self, path: str, offset: int = 0) -> Deferred:
+        def count(reader):
+            self.opened += 1
+            close = reader.close
+
+            def closing():
+                self.closed += 1
+                return close()
+
+            reader.close = closing
+            return reader
+
+        return super().reader(path, offset).addCallback(count)
+
+
+class DisconnectTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.driver = _CountingDriver()
+        self.api = makeAPI(driver=self.driver)
+        self.port = reactor.listenTCP(0, RegistrySite(self.api.resource()), interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+
+    async def connect(self) -> _Raw:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        return await connectProtocol(endpoint, _Raw())
+
+    async def settle(self, condition) -> None:
+        for _ in range(200):
+            if condition():
+                return
+            await deferLater(reactor, 0.01, lambda: None)
+
+    def uploads(self) -> list[str]:
+        return [p for p in list(self.driver._files) + list(self.driver._pending) if "/_uploads/" in p]
+
+    async def test_disconnect_during_monolithic_post_discards_the_upload(self) -> None:
+        client = await self.connect()
+        digest = "sha256:" + "0" * 64
+        client.transport.write(
+            f"POST /v2/repo/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: r\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n".encode()
+            + b"%x\r\n" % (300_000,)
+            + b"x" * 300_000
+            + b"\r\n"
+        )
+        await self.settle(lambda: any(p.endswith("/data") for p in self.uploads()))
+        self.assertTrue(self.uploads(), "the upload should have started")
+        client.transport.abortConnection()
+        await client.lost
+        await self.settle(lambda: not self.uploads())
+        self.assertEqual(self.uploads(), [])
+
+    async def test_disconnect_during_download_closes_the_reader(self) -> None:
+        data = os.urandom(64 * 1024 * 1024)
+        digest = await APIClient(self.api).pushBlob("repo", data)
+        client = await self.connect()
+        client.transport.write(f"GET /v2/repo/blobs/{digest} HTTP/1.1\r\nHost: r\r\n\r\n".encode())
+        await client.gotData
+        self.assertEqual(self.driver.opened, 1)
+        client.transport.abortConnection()
+        await client.lost
+        await self.settle(lambda: self.driver.closed == 1)
+        self.assertEqual(self.driver.closed, 1)
+        self.assertLess(len(client.received), len(data))

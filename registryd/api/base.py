@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectionClosed
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -58,6 +59,8 @@ def endpoint(write: bool = False) -> Callable[[Handler], Callable[..., Deferred]
 async def _serve(
     api: RegistryAPI, request: IRequest, handler: Handler, write: bool, values: dict[str, Any]
 ) -> bytes | None:
+    gone: list[object] = []
+    request.notifyFinish().addErrback(gone.append)
     try:
         reason = api.settings.health()
         if reason is not None:
@@ -75,6 +78,12 @@ async def _serve(
             return None
         return writeError(request, e)
     except Exception as e:
+        if gone or isinstance(e, ConnectionClosed):
+            # The client went away mid-request (its body stream failed): nobody to answer.
+            log.info(
+                "{method} {uri}: client went away ({error})", method=request.method, uri=request.uri, error=e
+            )
+            return None
         log.failure(
             "unexpected error answering {method} {uri}",
             method=request.method.decode("latin-1"),
