@@ -138,13 +138,20 @@ class ManifestTests(APITestCase):
         self.assertEqual(answer.code, 413)
         self.assertEqual(answer.errorCodes(), ["SIZE_INVALID"])
 
-    async def test_bad_tag_is_400_tag_invalid(self) -> None:
+    async def test_put_with_bad_tag_is_400_tag_invalid(self) -> None:
         _, content = await self.manifestFor("repo")
         answer = await self.client.put(
             "/v2/repo/manifests/-bad", content, headers={"Content-Type": OCI_MANIFEST}
         )
         self.assertError(answer, 400, "TAG_INVALID")
-        self.assertError(await self.client.get("/v2/repo/manifests/" + "t" * 129), 400, "TAG_INVALID")
+
+    async def test_fetch_with_bad_tag_is_404_as_distribution(self) -> None:
+        await self.client.pushImage("repo", "v1")
+        for reference in [".INVALID_MANIFEST_NAME", "t" * 129]:
+            self.assertError(
+                await self.client.get(f"/v2/repo/manifests/{reference}"), 404, "MANIFEST_UNKNOWN"
+            )
+            self.assertEqual((await self.client.head(f"/v2/repo/manifests/{reference}")).code, 404)
 
     async def test_bad_digest_reference_is_400_digest_invalid(self) -> None:
         self.assertError(await self.client.get("/v2/repo/manifests/sha256:short"), 400, "DIGEST_INVALID")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from twisted.web.iweb import IRequest
 
 from registryd.api.base import emptyAnswer, endpoint, etagMatches, externalURL, header, queryArgs
-from registryd.registry.errors import ManifestTooLarge, Unsupported
+from registryd.registry.errors import ManifestTooLarge, ManifestUnknown, TagInvalid, Unsupported
 from registryd.registry.names import isDigest
 from registryd.web.body import readBody
 
@@ -28,7 +28,12 @@ async def getManifest(api: RegistryAPI, request: IRequest, name: str, reference:
     """C{GET}/C{HEAD}: the manifest's exact bytes with its media type and digest."""
     manifests = api.registry.repository(name).manifests
     head = request.method == b"HEAD"
-    manifest = await (manifests.stat(reference) if head else manifests.get(reference))
+    try:
+        manifest = await (manifests.stat(reference) if head else manifests.get(reference))
+    except TagInvalid as e:
+        # Neither a tag nor a digest: distribution's route does not match it, so the OCI
+        # conformance suite expects 404 for a fetch (PUT still answers 400 TAG_INVALID).
+        raise ManifestUnknown(e.detail) from None
     request.setHeader(b"Docker-Content-Digest", manifest.digest.encode("ascii"))
     request.setHeader(b"ETag", f'"{manifest.digest}"'.encode("ascii"))
     if etagMatches(request, manifest.digest):
