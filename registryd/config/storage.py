@@ -38,10 +38,10 @@ class StorageConfig:
     readOnly: bool = False
     uploadPurging: UploadPurgingConfig = field(default_factory=UploadPurgingConfig)
     # The blob descriptor cache: distribution keeps digest -> (size, media type) in memory
-    # to spare a storage stat per request. registryd's core answers those questions from
-    # storage directly and needs no such cache, so "inmemory" (what Debian ships) changes
-    # nothing observable and is accepted as is; "redis" needs the redis section, which
-    # registryd does not support yet, and is refused.
+    # to spare storage round trips. registryd's core always keeps a bounded in-memory cache
+    # of what it learns about immutable content (registryd.registry.cache), which is what
+    # "inmemory" asks for, so that value (what Debian ships) is accepted and changes nothing
+    # observable; "redis" needs the redis section, not supported yet, and is refused.
     blobDescriptorCache: str | None = None
     blobDescriptorCacheSize: int = 10000
 
