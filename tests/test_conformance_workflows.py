@@ -400,13 +400,6 @@ class ConformanceWorkflowsMixin(LoopbackRegistry):
         answer = await self.send("GET", f"/v2/{NAMESPACE}/manifests/{INVALID_REFERENCE}")
         self.assertEqual(answer.status, 404)
 
-    _INVALID_NAME_TODO = (
-        "deviation: GET/HEAD /v2/<name>/manifests/.INVALID_MANIFEST_NAME answers 400 TAG_INVALID; the suite "
-        "requires 404 (registryd/api/manifests.py getManifest; see /tmp/conformance-deviations.md)"
-    )
-    test_pull_head_invalid_manifest_name_is_404.todo = _INVALID_NAME_TODO
-    test_pull_get_invalid_manifest_name_is_404.todo = _INVALID_NAME_TODO
-
     @asyncTest
     async def test_pull_head_manifest_by_tag_and_digest_is_200(self) -> None:
         await self.pushImage(0, "tagtest0")
