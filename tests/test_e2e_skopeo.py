@@ -8,6 +8,7 @@ skopeo program; nothing here talks to registryd's Python objects.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from tests.support import http
@@ -130,3 +131,15 @@ class SkopeoTests(RegistryTestCase):
         out = self.workDirectory() / "out"
         self.skopeo.copy(self.skopeo.reference("e2e/copy", "v1"), f"oci:{out}:v1")
         self.assertIdentical(self.source, "v1", out, "v1")
+
+    def test_plain_http_fallback_is_prompt(self) -> None:
+        """
+        skopeo with --tls-verify=false first tries TLS on the plain-HTTP port; the registry must refuse that
+        at once (distribution answers 400 within milliseconds) rather than leave the client to its 10 s
+        TLS handshake timeout before it falls back to HTTP.
+        """
+        self.pushImage()
+        started = time.monotonic()
+        self.skopeo.listTags("e2e/app")
+        elapsed = time.monotonic() - started
+        self.assertLess(elapsed, 5.0, f"skopeo list-tags took {elapsed:.1f}s")
