@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -12,7 +13,7 @@ from twisted.trial.unittest import TestCase
 from registryd.config.errors import ConfigError
 from registryd.storage import filesystem
 from registryd.storage.filesystem import FilesystemDriver, createDriver
-from registryd.storage.interfaces import InvalidPath
+from registryd.storage.interfaces import InvalidPath, StorageDriverError
 from registryd.testing.driversuite import MiB, StorageDriverTestsMixin
 
 
@@ -304,3 +305,29 @@ class FilesystemInternalsTests(TestCase):
         seen = []
         await driver.walk("/", lambda info: seen.append((info.path, info.isDir)))
         self.assertEqual(seen, [("/a", True), ("/a/b", True), ("/a/b/file", False), ("/a/b/loop", True)])
+
+    async def test_writeErrorReported(self) -> None:
+        """A batch that fails on its way to disk fails a later write and the commit, as a typed error."""
+        driver = FilesystemDriver(self.mktemp(), reactor)
+        self.addCleanup(driver.stop)
+
+        def noSpace(fd: int, pieces: list) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(filesystem, "_writeAll", noSpace)
+        writer = await driver.writer("/u/data")
+        failed = None
+        for _ in range(16):
+            try:
+                await writer.write(b"x" * MiB)
+            except StorageDriverError as e:
+                failed = e
+                break
+        self.assertIsNotNone(failed, "no write reported the failed batch")
+        self.assertEqual((failed.driverName, failed.path), ("filesystem", "/u/data"))
+        self.assertIn("No space", str(failed))
+        writer2 = await driver.writer("/u/other")
+        await writer2.write(b"y")
+        with self.assertRaises(StorageDriverError):
+            await writer2.commit()
+        await writer.cancel()

@@ -4,9 +4,9 @@ as distribution's filesystem driver lays it (``/docker/registry/v2/...`` is
 ``<root>/docker/registry/v2/...``), so either registry can serve the other's directory.
 
 Every blocking call runs in the driver's own thread pool (sized by ``maxthreads``), never
-on the reactor thread. Small writes are gathered into batches of about a megabyte and one
-batch is written while the next is gathered, so a large upload costs one thread hop per
-megabyte and disk writes overlap with network reads. Reads are likewise done a megabyte at
+on the reactor thread. Small writes are gathered into batches of about a megabyte, and a
+few batches are written while the next is gathered, so a large upload costs one thread hop
+per megabyte and disk writes overlap with network reads. Reads are likewise done a megabyte at
 a time with one chunk read ahead.
 """
 
@@ -54,6 +54,7 @@ WRITE_BATCH = 1 << 20
 """Writes are gathered until this many bytes (or _WRITE_BATCH_PIECES pieces) are pending."""
 
 _WRITE_BATCH_PIECES = 256  # well below IOV_MAX, so one writev takes a whole batch
+_QUEUED_BATCHES = 4  # batches on their way to disk before write() makes its caller wait
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
 _PARAMETERS = frozenset({"rootdirectory", "maxthreads"})
@@ -461,8 +462,8 @@ class _FileReader:
 class _FileWriter:
     """
     Appends to a file in place, as distribution does. Writes are gathered into batches;
-    one batch is on its way to disk while the next is gathered. An error writing a batch
-    is reported by the next write, close or commit.
+    up to _QUEUED_BATCHES batches are on their way to disk while the next is gathered.
+    An error writing a batch is reported by the next write, close or commit.
     """
 
     def __init__(self, driver: FilesystemDriver, path: str, full: str, fd: int, size: int) -> None:
@@ -475,7 +476,7 @@ class _FileWriter:
         self._pending = 0
         self._lock = DeferredLock()  # batches reach the file one after another, in order
         self._queued = 0  # batches handed to the lock and not yet written
-        self._waiting: Deferred | None = None  # the caller waiting for the queue to shorten
+        self._waiting: list[Deferred] = []  # callers waiting for the queue to shorten
         self._error: Failure | None = None
         self._state = "open"
 
@@ -500,10 +501,11 @@ class _FileWriter:
         if self._pending < WRITE_BATCH and len(self._pieces) < _WRITE_BATCH_PIECES:
             return succeed(None)
         self._sendBatch()
-        if self._queued <= 1:
+        if self._queued <= _QUEUED_BATCHES:
             return succeed(None)  # the disk is busy with this batch; gather the next meanwhile
-        self._waiting = Deferred()
-        return self._waiting
+        waiting: Deferred = Deferred()
+        self._waiting.append(waiting)
+        return waiting
 
     def _sendBatch(self) -> None:
         pieces, self._pieces, self._pending = self._pieces, [], 0
@@ -517,8 +519,8 @@ class _FileWriter:
         self._queued -= 1
         if isinstance(result, Failure) and self._error is None:
             self._error = result
-        waiting, self._waiting = self._waiting, None
-        if waiting is not None:
+        released, self._waiting = self._waiting, []
+        for waiting in released:
             if self._error is not None:
                 waiting.errback(self._error)
             else:
