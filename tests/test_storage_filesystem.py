@@ -331,3 +331,14 @@ class FilesystemInternalsTests(TestCase):
         with self.assertRaises(StorageDriverError):
             await writer2.commit()
         await writer.cancel()
+
+    async def test_rootMadeALinkAfterStart(self) -> None:
+        """A root directory that appears as a link after start-up (an operator's mount) is still the root."""
+        base = FilePath(self.mktemp())
+        base.makedirs()
+        driver = FilesystemDriver(base.child("root").path, reactor)
+        self.addCleanup(driver.stop)
+        base.child("real").makedirs()
+        os.symlink(base.child("real").path, base.child("root").path)
+        await driver.putContent("/x", b"y")
+        self.assertEqual(base.child("real").child("x").getContent(), b"y")

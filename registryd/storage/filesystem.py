@@ -162,7 +162,12 @@ class FilesystemDriver:
         return os.path.join(self.rootDirectory, path[1:])
 
     def _inside(self, realPath: str) -> bool:
-        return realPath == self._realRoot or realPath.startswith(self._realRoot.rstrip(os.sep) + os.sep)
+        """Whether a resolved path is the root or below it (call in a thread)."""
+        if _within(realPath, self._realRoot):
+            return True
+        # The root may have been created (or replaced by a link) since we resolved it.
+        self._realRoot = os.path.realpath(self.rootDirectory)
+        return _within(realPath, self._realRoot)
 
     def _resolve(self, path: str, full: str) -> None:
         """Refuse a path that symbolic links lead outside the root (call in a thread)."""
@@ -393,6 +398,10 @@ class FilesystemDriver:
             # Links are listed but not followed, so a link to an ancestor cannot loop forever.
             entries.append((_fileInfo(join(path, name), info), not isLink))
         return entries
+
+
+def _within(realPath: str, realRoot: str) -> bool:
+    return realPath == realRoot or realPath.startswith(realRoot.rstrip(os.sep) + os.sep)
 
 
 def _addressable(name: str) -> bool:
