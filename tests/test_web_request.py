@@ -221,3 +221,37 @@ class StreamingRequestTests(unittest.TestCase):
         client = yield defer.ensureDeferred(self._connect())
         client.transport.write(b"POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc")
         yield client.waitFor(b"3 " + hashlib.sha256(b"abc").hexdigest().encode())
+
+
+class TLSOnPlainHTTPTests(unittest.TestCase):
+    """A TLS handshake sent to the plain-HTTP listener is refused at once."""
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.site = RegistrySite(_Sink())
+        d = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(self.site)
+        d.addCallback(self._listening)
+        return d
+
+    def _listening(self, port) -> None:
+        self.port = port
+        self.addCleanup(port.stopListening)
+
+    @defer.inlineCallbacks
+    def test_client_hello_gets_400_and_close(self):
+        """A ClientHello (first byte 0x16) is answered with 400 and closed, no more bytes needed."""
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        client = yield connectProtocol(endpoint, _Client())
+        client.transport.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40)
+        yield client.lost
+        self.assertTrue(client.received.startswith(b"HTTP/1.0 400 Bad Request\r\n"))
+
+    @defer.inlineCallbacks
+    def test_plain_request_still_served(self):
+        """An ordinary request on a fresh connection is untouched by the check."""
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        client = yield connectProtocol(endpoint, _Client())
+        self.addCleanup(lambda: client.transport.loseConnection() or client.lost)
+        client.transport.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        yield client.waitFor(b"plain get")
