@@ -42,6 +42,6 @@ async def referrers(
             if info.artifactType is not None:
                 descriptor["artifactType"] = info.artifactType
             if info.annotations is not None:
-                descriptor["annotations"] = info.annotations
+                descriptor["annotations"] = dict(info.annotations)
             found.append(descriptor)
     return found
