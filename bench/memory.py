@@ -265,8 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         print(registry.logTail(), file=sys.stderr)
         raise
     finally:
-        sampler.stop()
-        registry.stop()
+        try:
+            sampler.stop()
+        finally:
+            registry.stop()
 
     megabytes = size / 1e6
     result = {
