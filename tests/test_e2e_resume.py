@@ -118,7 +118,7 @@ class ResumableUploadTests(RegistryTestCase):
         processes = [self.startWithSecret(), self.startWithSecret()]
         location = self.startUpload(processes[0])
         bounds = [0, 1 * MiB, 2 * MiB + 1, 3 * MiB, 4 * MiB + 99, 5 * MiB, blob.size]
-        for number, (start, end) in enumerate(zip(bounds, bounds[1:])):
+        for number, (start, end) in enumerate(zip(bounds, bounds[1:], strict=False)):
             target = processes[number % 2]
             here = relocate(location, target)
             self.assertEqual(rangeEnd(self.status(here)), max(start - 1, 0))
@@ -186,7 +186,7 @@ class ResumableUploadTests(RegistryTestCase):
         self.assertBlobServed(registry, blob)
 
     def test_chunked_transfer_encoding_patch_of_64_mib_streams_in(self) -> None:
-        """One PATCH with Transfer-Encoding: chunked and no length, 64 MiB from a generator, as podman pushes."""
+        """One PATCH with Transfer-Encoding: chunked, no length, 64 MiB from a generator, as podman pushes."""
         blob = PatternBlob(seed=5, size=64 * MiB)
         registry = self.startWithSecret()
         location = self.startUpload(registry)
