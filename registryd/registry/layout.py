@@ -22,6 +22,12 @@ def _split(digest: str) -> tuple[str, str]:
     return algorithm, encoded
 
 
+def _byDigest(directory: str, digest: str) -> str:
+    """C{<directory>/<alg>/<hex>}: how links are filed by digest below a directory."""
+    algorithm, encoded = _split(digest)
+    return f"{directory}/{algorithm}/{encoded}"
+
+
 def blobDirectory(digest: str) -> str:
     """The directory holding one blob: C{blobs/<alg>/<hex[0:2]>/<hex>}."""
     algorithm, encoded = _split(digest)
@@ -40,8 +46,7 @@ def repositoryPath(name: str) -> str:
 
 def layerLinkDirectory(name: str, digest: str) -> str:
     """The directory of a blob's link into a repository (removed to unlink it)."""
-    algorithm, encoded = _split(digest)
-    return f"{repositoryPath(name)}/_layers/{algorithm}/{encoded}"
+    return _byDigest(f"{repositoryPath(name)}/_layers", digest)
 
 
 def layerLinkPath(name: str, digest: str) -> str:
@@ -61,8 +66,7 @@ def revisionsPath(name: str) -> str:
 
 def revisionLinkDirectory(name: str, digest: str) -> str:
     """The directory of one manifest revision's link (removed to delete the revision)."""
-    algorithm, encoded = _split(digest)
-    return f"{revisionsPath(name)}/{algorithm}/{encoded}"
+    return _byDigest(revisionsPath(name), digest)
 
 
 def revisionLinkPath(name: str, digest: str) -> str:
@@ -87,8 +91,7 @@ def tagCurrentLinkPath(name: str, tag: str) -> str:
 
 def tagIndexLinkPath(name: str, tag: str, digest: str) -> str:
     """The link file recording that a tag has pointed at a revision."""
-    algorithm, encoded = _split(digest)
-    return f"{tagPath(name, tag)}/index/{algorithm}/{encoded}/link"
+    return f"{_byDigest(f'{tagPath(name, tag)}/index', digest)}/link"
 
 
 def uploadsPath(name: str) -> str:
