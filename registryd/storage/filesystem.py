@@ -179,15 +179,23 @@ class FilesystemDriver:
         if not self._inside(os.path.realpath(os.path.dirname(full))):
             raise InvalidPath(self.name, path, "leads outside the root directory")
 
+    def _inThread(self, path: str, work: Callable[[str], Any], notRoot: str | None = None) -> Deferred:
+        """
+        Validate path (refusing the root with the reason notRoot, when given), then run
+        work(its file system path) in the driver's threads.
+        """
+        try:
+            full = self._fullPath(path)
+            if notRoot is not None and path == "/":
+                raise InvalidPath(self.name, path, notRoot)
+        except StorageDriverError as e:
+            return fail(e)
+        return self._call(path, work, full)
+
     # -- small objects -----------------------------------------------------------------
 
     def getContent(self, path: str) -> Deferred:
-        try:
-            full = self._fullPath(path)
-        except StorageDriverError as e:
-            return fail(e)
-
-        def read() -> bytes:
+        def read(full: str) -> bytes:
             self._resolve(path, full)
             try:
                 with open(full, "rb") as f:
@@ -195,18 +203,12 @@ class FilesystemDriver:
             except IsADirectoryError:
                 raise PathNotFound(self.name, path) from None
 
-        return self._call(path, read)
+        return self._inThread(path, read)
 
     def putContent(self, path: str, data: bytes) -> Deferred:
-        try:
-            full = self._fullPath(path)
-            if path == "/":
-                raise InvalidPath(self.name, path, "the root is a directory")
-        except StorageDriverError as e:
-            return fail(e)
         data = bytes(data)
 
-        def put() -> None:
+        def put(full: str) -> None:
             self._resolveParent(path, full)
             os.makedirs(os.path.dirname(full), exist_ok=True)
             temporary = f"{full}.{secrets.token_hex(8)}.tmp"
@@ -220,19 +222,14 @@ class FilesystemDriver:
                 _removeQuietly(temporary)
                 raise
 
-        return self._call(path, put)
+        return self._inThread(path, put, notRoot="the root is a directory")
 
     # -- streams -----------------------------------------------------------------------
 
     def reader(self, path: str, offset: int = 0) -> Deferred:
-        try:
-            full = self._fullPath(path)
+        def open_(full: str) -> _FileReader:
             if not isinstance(offset, int) or offset < 0:
                 raise InvalidOffset(self.name, path, f"offset {offset!r}")
-        except StorageDriverError as e:
-            return fail(e)
-
-        def open_() -> _FileReader:
             self._resolve(path, full)
             f = open(full, "rb", buffering=0)
             try:
@@ -247,17 +244,10 @@ class FilesystemDriver:
                 raise
             return _FileReader(self, path, f)
 
-        return self._call(path, open_)
+        return self._inThread(path, open_)
 
     def writer(self, path: str, append: bool = False) -> Deferred:
-        try:
-            full = self._fullPath(path)
-            if path == "/":
-                raise InvalidPath(self.name, path, "the root is a directory")
-        except StorageDriverError as e:
-            return fail(e)
-
-        def open_() -> _FileWriter:
+        def open_(full: str) -> _FileWriter:
             self._resolve(path, full)
             if append:
                 # No O_CREAT: resuming what is not there is PathNotFound.
@@ -274,17 +264,12 @@ class FilesystemDriver:
                 raise
             return _FileWriter(self, path, full, fd, info.st_size)
 
-        return self._call(path, open_)
+        return self._inThread(path, open_, notRoot="the root is a directory")
 
     # -- metadata ----------------------------------------------------------------------
 
     def stat(self, path: str) -> Deferred:
-        try:
-            full = self._fullPath(path)
-        except StorageDriverError as e:
-            return fail(e)
-
-        def stat_() -> FileInfo:
+        def stat_(full: str) -> FileInfo:
             self._resolve(path, full)
             try:
                 info = os.stat(full)
@@ -294,15 +279,10 @@ class FilesystemDriver:
                 raise
             return _fileInfo(path, info)
 
-        return self._call(path, stat_)
+        return self._inThread(path, stat_)
 
     def list(self, path: str) -> Deferred:
-        try:
-            full = self._fullPath(path)
-        except StorageDriverError as e:
-            return fail(e)
-
-        def list_() -> list[str]:
+        def list_(full: str) -> list[str]:
             self._resolve(path, full)
             try:
                 names = os.listdir(full)
@@ -312,7 +292,7 @@ class FilesystemDriver:
                 raise
             return [join(path, name) for name in sorted(names) if _addressable(name)]
 
-        return self._call(path, list_)
+        return self._inThread(path, list_)
 
     # -- changes -----------------------------------------------------------------------
 
@@ -340,12 +320,7 @@ class FilesystemDriver:
         return self._call(sourcePath, move_)
 
     def delete(self, path: str) -> Deferred:
-        try:
-            full = self._fullPath(path)
-        except StorageDriverError as e:
-            return fail(e)
-
-        def delete_() -> None:
+        def delete_(full: str) -> None:
             if path == "/":
                 # Empty the root but keep it: it may be a mount point or belong to another user.
                 if not os.path.isdir(full):
@@ -356,7 +331,7 @@ class FilesystemDriver:
             self._resolveParent(path, full)
             _removeTree(full)
 
-        return self._call(path, delete_)
+        return self._inThread(path, delete_)
 
     def redirectURL(self, method: str, path: str) -> Deferred:
         return succeed(None)
