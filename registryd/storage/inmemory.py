@@ -6,6 +6,7 @@ the process ends.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -75,43 +76,39 @@ class _MemoryWriter:
     def size(self) -> int:
         return len(self._pending)
 
-    def _finish(self, state: str) -> None:
-        """Check the writer is still open and mark it finished (a writer is used once)."""
-        if self._state != "open":
-            raise StorageDriverError(self._driver.name, self._path, f"writer already {self._state}")
+    def _closed(self) -> StorageDriverError | None:
+        """The error for using a writer that is no longer open, or None while it is."""
+        if self._state == "open":
+            return None
+        return StorageDriverError(self._driver.name, self._path, f"writer already {self._state}")
+
+    def _finish(self, state: str) -> Deferred:
+        """Mark the writer finished (a writer is used once), dropping its pending buffer unless closed."""
+        error = self._closed()
+        if error is not None:
+            return fail(error)
         self._state = state
+        if state != "closed" and self._driver._pending.get(self._path) is self._pending:
+            del self._driver._pending[self._path]
+        if state == "committed":
+            self._driver._files[self._path] = _File(self._pending)
+        return succeed(None)
 
     def write(self, data: bytes) -> Deferred:
-        if self._state != "open":
-            return fail(StorageDriverError(self._driver.name, self._path, f"writer already {self._state}"))
+        error = self._closed()
+        if error is not None:
+            return fail(error)
         self._pending += data
         return succeed(None)
 
     def close(self) -> Deferred:
-        try:
-            self._finish("closed")
-        except StorageDriverError as e:
-            return fail(e)
-        return succeed(None)
+        return self._finish("closed")
 
     def cancel(self) -> Deferred:
-        try:
-            self._finish("cancelled")
-        except StorageDriverError as e:
-            return fail(e)
-        if self._driver._pending.get(self._path) is self._pending:
-            del self._driver._pending[self._path]
-        return succeed(None)
+        return self._finish("cancelled")
 
     def commit(self) -> Deferred:
-        try:
-            self._finish("committed")
-        except StorageDriverError as e:
-            return fail(e)
-        if self._driver._pending.get(self._path) is self._pending:
-            del self._driver._pending[self._path]
-        self._driver._files[self._path] = _File(self._pending)
-        return succeed(None)
+        return self._finish("committed")
 
 
 @implementer(IStorageDriver)
@@ -140,13 +137,13 @@ class InMemoryDriver:
         try:
             return succeed(bytes(self._file(path).data))
         except Exception as e:
-            return _fail(e)
+            return fail(e)
 
     def putContent(self, path: str, data: bytes) -> Deferred:
         try:
             checkPath(self.name, path)
         except Exception as e:
-            return _fail(e)
+            return fail(e)
         self._files[path] = _File(bytearray(data))
         return succeed(None)
 
@@ -156,7 +153,7 @@ class InMemoryDriver:
             if offset < 0 or offset > len(data):
                 raise InvalidOffset(self.name, path, f"offset {offset}")
         except Exception as e:
-            return _fail(e)
+            return fail(e)
         return succeed(_BytesReader(bytes(data[offset:])))
 
     def writer(self, path: str, append: bool = False) -> Deferred:
@@ -168,7 +165,7 @@ class InMemoryDriver:
             else:
                 self._pending[path] = bytearray()
         except Exception as e:
-            return _fail(e)
+            return fail(e)
         return succeed(_MemoryWriter(self, path, self._pending[path]))
 
     def stat(self, path: str) -> Deferred:
@@ -181,7 +178,7 @@ class InMemoryDriver:
                 return succeed(FileInfo(path, 0, time.time(), True))
             raise PathNotFound(self.name, path)
         except Exception as e:
-            return _fail(e)
+            return fail(e)
 
     def list(self, path: str) -> Deferred:
         try:
@@ -190,7 +187,7 @@ class InMemoryDriver:
             if not children and path != "/":
                 raise PathNotFound(self.name, path)
         except Exception as e:
-            return _fail(e)
+            return fail(e)
         return succeed(children)
 
     def move(self, sourcePath: str, destPath: str) -> Deferred:
@@ -206,7 +203,7 @@ class InMemoryDriver:
             if not moving or sourcePath == "/":
                 raise PathNotFound(self.name, sourcePath)
         except Exception as e:
-            return _fail(e)
+            return fail(e)
         for p in moving:
             self._files[destPath + p[len(sourcePath) :]] = self._files.pop(p)
         return succeed(None)
@@ -219,7 +216,7 @@ class InMemoryDriver:
             if not doomed:
                 raise PathNotFound(self.name, path)
         except Exception as e:
-            return _fail(e)
+            return fail(e)
         for p in doomed:
             del self._files[p]
         for p in [p for p in self._pending if p == path or p.startswith(prefix)]:
@@ -229,7 +226,7 @@ class InMemoryDriver:
     def redirectURL(self, method: str, path: str) -> Deferred:
         return succeed(None)
 
-    async def _walk(self, path: str, visit) -> None:
+    async def _walk(self, path: str, visit: Callable[[FileInfo], object]) -> None:
         for child in self._childrenOf(path):
             info = await self.stat(child)
             result = visit(info)
@@ -238,7 +235,7 @@ class InMemoryDriver:
             if info.isDir and result is not SKIP_DIR:
                 await self._walk(child, visit)
 
-    def walk(self, path: str, visit) -> Deferred:
+    def walk(self, path: str, visit: Callable[[FileInfo], object]) -> Deferred:
         d = self.stat(path)
         d.addCallback(lambda _: Deferred.fromCoroutine(self._walk(path, visit)))
         return d
@@ -251,7 +248,3 @@ def createDriver(reactor: object, parameters: dict | None) -> InMemoryDriver:
     for key in parameters or {}:
         raise ConfigError("unknown parameter (the in-memory driver takes none)", ("storage", NAME, str(key)))
     return InMemoryDriver()
-
-
-def _fail(e: Exception) -> Deferred:
-    return fail(e)
