@@ -231,6 +231,12 @@ def emptyAnswer(request: IRequest, status: int) -> None:
     return None
 
 
+def contentDigestHeaders(request: IRequest, digest: str) -> None:
+    """Name content by its digest: C{Docker-Content-Digest}, and the digest as its C{ETag}."""
+    request.setHeader(b"Docker-Content-Digest", digest.encode("ascii"))
+    request.setHeader(b"ETag", f'"{digest}"'.encode("ascii"))
+
+
 def etagMatches(request: IRequest, digest: str) -> bool:
     """True when If-None-Match names this digest (quoted or not), so a 304 will do."""
     value = header(request, "If-None-Match")

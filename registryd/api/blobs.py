@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
-from registryd.api.base import emptyAnswer, endpoint, etagMatches, header
+from registryd.api.base import contentDigestHeaders, emptyAnswer, endpoint, etagMatches, header
 from registryd.api.download import sendContent
 from registryd.api.errors import writeError
-from registryd.registry.errors import RangeInvalid, Unsupported
+from registryd.registry.errors import RangeInvalid
 
 if TYPE_CHECKING:
     from registryd.api.app import RegistryAPI
@@ -50,25 +50,19 @@ def parseRange(value: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-def _contentHeaders(request: IRequest, digest: str) -> None:
-    request.setHeader(b"Docker-Content-Digest", digest.encode("ascii"))
-    request.setHeader(b"ETag", f'"{digest}"'.encode("ascii"))
-
-
 @endpoint()
 async def getBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -> bytes | None:
     """C{GET}/C{HEAD}: the blob's bytes (or a redirect to where the driver serves them)."""
     blobs = api.registry.repository(name).blobs
     descriptor = await blobs.stat(digest)
+    contentDigestHeaders(request, descriptor.digest)
     if not api.settings.redirectDisabled:
         url = await blobs.redirectURL(request.method.decode("ascii"), descriptor.digest)
         if url:
-            _contentHeaders(request, descriptor.digest)
             request.setHeader(b"Location", url.encode("utf-8"))
             return emptyAnswer(request, 307)
 
     size = descriptor.size
-    _contentHeaders(request, descriptor.digest)
     request.setHeader(b"Accept-Ranges", b"bytes")
     # Content-addressed: the bytes at a digest never change.
     request.setHeader(b"Cache-Control", b"max-age=31536000")
@@ -95,7 +89,7 @@ async def getBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -
     if request.method == b"HEAD" or length == 0:
         return None
 
-    _, reader = await blobs.open(descriptor.digest, start)
+    _, reader = await blobs.open(descriptor.digest, start, descriptor)
     await sendContent(request, reader, length)
     return None
 
@@ -103,9 +97,6 @@ async def getBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -
 @endpoint(write=True)
 async def deleteBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -> bytes | None:
     """C{DELETE}: unlink the blob from the repository (garbage collection frees the bytes)."""
-    blobs = api.registry.repository(name).blobs
-    if not api.registry.deleteEnabled:
-        raise Unsupported("deletes are disabled (storage.delete.enabled)")
-    await blobs.delete(digest)
+    await api.registry.repository(name).blobs.delete(digest)
     request.setHeader(b"Docker-Content-Digest", digest.encode("utf-8"))
     return emptyAnswer(request, 202)

@@ -9,18 +9,22 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
-from registryd.api.base import emptyAnswer, endpoint, etagMatches, externalURL, header, queryArgs
-from registryd.registry.errors import ManifestTooLarge, ManifestUnknown, TagInvalid, Unsupported
+from registryd.api.base import (
+    contentDigestHeaders,
+    emptyAnswer,
+    endpoint,
+    etagMatches,
+    externalURL,
+    header,
+    queryArgs,
+)
+from registryd.registry.errors import ManifestTooLarge, ManifestUnknown, TagInvalid
 from registryd.registry.names import isDigest
+from registryd.registry.schema import MAX_MANIFEST_SIZE, OCI_MANIFEST, normaliseMediaType
 from registryd.web.body import readBody
 
 if TYPE_CHECKING:
     from registryd.api.app import RegistryAPI
-
-MANIFEST_LIMIT = 4 * 1024 * 1024
-"""The largest manifest accepted (the spec asks registries to take at least 4 MiB)."""
-
-_FALLBACK_TYPE = "application/vnd.oci.image.manifest.v1+json"
 
 
 @endpoint()
@@ -34,12 +38,11 @@ async def getManifest(api: RegistryAPI, request: IRequest, name: str, reference:
         # Neither a tag nor a digest: distribution's route does not match it, so the OCI
         # conformance suite expects 404 for a fetch (PUT still answers 400 TAG_INVALID).
         raise ManifestUnknown(e.detail) from None
-    request.setHeader(b"Docker-Content-Digest", manifest.digest.encode("ascii"))
-    request.setHeader(b"ETag", f'"{manifest.digest}"'.encode("ascii"))
+    contentDigestHeaders(request, manifest.digest)
     if etagMatches(request, manifest.digest):
         request.setResponseCode(304)
         return None
-    request.setHeader(b"Content-Type", (manifest.mediaType or _FALLBACK_TYPE).encode("utf-8"))
+    request.setHeader(b"Content-Type", (manifest.mediaType or OCI_MANIFEST).encode("utf-8"))
     request.setHeader(b"Content-Length", b"%d" % (manifest.size,))
     request.setResponseCode(200)
     if head:
@@ -51,17 +54,16 @@ async def getManifest(api: RegistryAPI, request: IRequest, name: str, reference:
 async def putManifest(api: RegistryAPI, request: IRequest, name: str, reference: str) -> bytes | None:
     """C{PUT}: validate and store a manifest; by digest, C{?tag=} may tag it too (C{OCI-Tag})."""
     manifests = api.registry.repository(name).manifests
-    content = await readBody(request, MANIFEST_LIMIT)
+    content = await readBody(request, MAX_MANIFEST_SIZE)
     if content is None:
-        raise ManifestTooLarge({"limit": MANIFEST_LIMIT})
-    contentType = header(request, "Content-Type")
-    mediaType = contentType.split(";", 1)[0].strip() if contentType else None
-    manifest, subject = await manifests.put(reference, mediaType or None, content)
+        raise ManifestTooLarge({"limit": MAX_MANIFEST_SIZE})
+    mediaType = normaliseMediaType(header(request, "Content-Type"))
+    manifest, subject = await manifests.put(reference, mediaType, content)
 
     tagged = []
     if isDigest(reference):
         for tag in queryArgs(request, "tag"):
-            await manifests.put(tag, mediaType or None, content)
+            await manifests.put(tag, mediaType, content)
             tagged.append(tag)
 
     location = externalURL(api, request, f"/v2/{name}/manifests/{manifest.digest}")
@@ -77,8 +79,5 @@ async def putManifest(api: RegistryAPI, request: IRequest, name: str, reference:
 @endpoint(write=True)
 async def deleteManifest(api: RegistryAPI, request: IRequest, name: str, reference: str) -> bytes | None:
     """C{DELETE}: by digest the manifest (and its tags), by tag only the tag."""
-    manifests = api.registry.repository(name).manifests
-    if not api.registry.deleteEnabled:
-        raise Unsupported("deletes are disabled (storage.delete.enabled)")
-    await manifests.delete(reference)
+    await api.registry.repository(name).manifests.delete(reference)
     return emptyAnswer(request, 202)

@@ -9,8 +9,8 @@ from zope.interface import implementer
 
 from registryd.registry import layout, uploads
 from registryd.registry.descriptors import Descriptor
-from registryd.registry.errors import BlobUnknown, NameInvalid, RangeInvalid, Unsupported
-from registryd.registry.interfaces import IBlobs
+from registryd.registry.errors import BlobUnknown, NameInvalid, RangeInvalid
+from registryd.registry.interfaces import IBlobs, IDescriptor
 from registryd.registry.names import checkName, parseDigest
 from registryd.storage.interfaces import InvalidOffset, PathNotFound, UnsupportedMethod
 
@@ -58,12 +58,16 @@ class Blobs:
                 return Descriptor(digest, size, None)
         raise BlobUnknown(detail={"digest": digest})
 
-    def open(self, digest: str, offset: int = 0) -> Deferred:
-        """@return: Deferred firing with (Descriptor, IFileReader from offset). L{BlobUnknown}."""
-        return Deferred.fromCoroutine(self._open(digest, offset))
+    def open(self, digest: str, offset: int = 0, descriptor: IDescriptor | None = None) -> Deferred:
+        """
+        @return: Deferred firing with (Descriptor, IFileReader from offset); with the
+            descriptor a L{stat} just returned, without looking the blob up again. L{BlobUnknown}.
+        """
+        return Deferred.fromCoroutine(self._open(digest, offset, descriptor))
 
-    async def _open(self, digest: str, offset: int) -> tuple:
-        descriptor = await self._stat(digest)
+    async def _open(self, digest: str, offset: int, descriptor: IDescriptor | None) -> tuple:
+        if descriptor is None or descriptor.digest != digest:
+            descriptor = await self._stat(digest)
         if offset < 0 or offset > descriptor.size:
             raise RangeInvalid(detail={"digest": digest, "offset": offset, "size": descriptor.size})
         try:
@@ -90,9 +94,7 @@ class Blobs:
         return Deferred.fromCoroutine(self._delete(digest))
 
     async def _delete(self, digest: str) -> None:
-        if not self._registry.deleteEnabled:
-            raise Unsupported(detail={"reason": "deletes are disabled (storage.delete.enabled)"})
-        self._registry.checkWritable()
+        self._registry.checkDeletable()
         parseDigest(digest)
         if not await layout.deleteIfPresent(
             self._registry.driver, layout.layerLinkDirectory(self._name, digest)

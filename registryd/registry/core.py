@@ -65,6 +65,12 @@ class Registry:
                 detail={"reason": "registry is in read-only mode"}, message="registry is read-only"
             )
 
+    def checkDeletable(self) -> None:
+        """Raise L{Unsupported} unless deletes are enabled (storage.delete.enabled) and writes allowed."""
+        if not self.deleteEnabled:
+            raise Unsupported(detail={"reason": "deletes are disabled (storage.delete.enabled)"})
+        self.checkWritable()
+
     async def manifestContent(self, digest: str) -> bytes | None:
         """A stored manifest's bytes by digest (cached: content never changes), or None when absent."""
         content = self._manifestContent.get(digest)

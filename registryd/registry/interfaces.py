@@ -73,10 +73,12 @@ class IBlobs(Interface):
     def stat(digest: str) -> object:
         """@return: Deferred firing with an L{IDescriptor}. L{BlobUnknown}, L{DigestInvalid} (grammar)."""
 
-    def open(digest: str, offset: int = 0) -> object:
+    def open(digest: str, offset: int = 0, descriptor: IDescriptor | None = None) -> object:
         """
+        @param descriptor: what L{stat} just gave for digest, if the caller has it: the
+            blob is then not looked up a second time.
         @return: Deferred firing with (L{IDescriptor}, L{IFileReader} from offset).
-            L{BlobUnknown}.
+            L{BlobUnknown}, L{RangeInvalid}.
         """
 
     def redirectURL(method: str, digest: str) -> object:

@@ -21,7 +21,6 @@ from registryd.registry.errors import (
     ManifestBlobUnknown,
     ManifestTooLarge,
     ManifestUnknown,
-    Unsupported,
 )
 from registryd.registry.interfaces import IManifests
 from registryd.registry.names import checkTag, digestOf, isDigest, parseDigest
@@ -122,9 +121,7 @@ class Manifests:
         return Deferred.fromCoroutine(self._delete(reference))
 
     async def _delete(self, reference: str) -> None:
-        if not self._registry.deleteEnabled:
-            raise Unsupported(detail={"reason": "deletes are disabled (storage.delete.enabled)"})
-        self._registry.checkWritable()
+        self._registry.checkDeletable()
         driver = self._registry.driver
         if not isDigest(reference):
             checkTag(reference)
