@@ -18,6 +18,26 @@ from registryd.registry.errors import Unsupported
 from registryd.registry.interfaces import IRegistry
 
 _NAME = "<repository:name>"
+_READ = ("GET", "HEAD")
+
+# The route table: path, methods, endpoint name, handler. Handlers live in one module per
+# resource kind; each takes (api, request, **routeValues).
+_ROUTES = (
+    ("/v2/", _READ, "base", base.apiBase),
+    ("/v2/_catalog", _READ, "catalog", catalog.listRepositories),
+    (f"/v2/{_NAME}/tags/list", _READ, "tags", tags.listTags),
+    (f"/v2/{_NAME}/manifests/<reference>", _READ, "manifest.get", manifests.getManifest),
+    (f"/v2/{_NAME}/manifests/<reference>", ("PUT",), "manifest.put", manifests.putManifest),
+    (f"/v2/{_NAME}/manifests/<reference>", ("DELETE",), "manifest.delete", manifests.deleteManifest),
+    (f"/v2/{_NAME}/blobs/uploads/", ("POST",), "uploads.start", uploads.startUpload),
+    (f"/v2/{_NAME}/blobs/uploads/<uuid>", _READ, "upload.get", uploads.getUpload),
+    (f"/v2/{_NAME}/blobs/uploads/<uuid>", ("PATCH",), "upload.patch", uploads.patchUpload),
+    (f"/v2/{_NAME}/blobs/uploads/<uuid>", ("PUT",), "upload.put", uploads.finishUpload),
+    (f"/v2/{_NAME}/blobs/uploads/<uuid>", ("DELETE",), "upload.delete", uploads.cancelUpload),
+    (f"/v2/{_NAME}/blobs/<digest>", _READ, "blob.get", blobs.getBlob),
+    (f"/v2/{_NAME}/blobs/<digest>", ("DELETE",), "blob.delete", blobs.deleteBlob),
+    (f"/v2/{_NAME}/referrers/<digest>", _READ, "referrers", referrers.listReferrers),
+)
 
 
 class RegistryAPI:
@@ -42,38 +62,9 @@ class RegistryAPI:
             headers.append((name.encode("latin-1"), [v.encode("latin-1") for v in values]))
         return _HeadersResource(self.app.resource(), headers)
 
-    # The route table. Handlers live in one module per resource kind; each takes
-    # (api, request, **routeValues).
-    app.route("/v2/", methods=["GET", "HEAD"], endpoint="base")(base.apiBase)
-    app.route("/v2/_catalog", methods=["GET", "HEAD"], endpoint="catalog")(catalog.listRepositories)
-    app.route(f"/v2/{_NAME}/tags/list", methods=["GET", "HEAD"], endpoint="tags")(tags.listTags)
-    app.route(f"/v2/{_NAME}/manifests/<reference>", methods=["GET", "HEAD"], endpoint="manifest.get")(
-        manifests.getManifest
-    )
-    app.route(f"/v2/{_NAME}/manifests/<reference>", methods=["PUT"], endpoint="manifest.put")(
-        manifests.putManifest
-    )
-    app.route(f"/v2/{_NAME}/manifests/<reference>", methods=["DELETE"], endpoint="manifest.delete")(
-        manifests.deleteManifest
-    )
-    app.route(f"/v2/{_NAME}/blobs/uploads/", methods=["POST"], endpoint="uploads.start")(uploads.startUpload)
-    app.route(f"/v2/{_NAME}/blobs/uploads/<uuid>", methods=["GET", "HEAD"], endpoint="upload.get")(
-        uploads.getUpload
-    )
-    app.route(f"/v2/{_NAME}/blobs/uploads/<uuid>", methods=["PATCH"], endpoint="upload.patch")(
-        uploads.patchUpload
-    )
-    app.route(f"/v2/{_NAME}/blobs/uploads/<uuid>", methods=["PUT"], endpoint="upload.put")(
-        uploads.finishUpload
-    )
-    app.route(f"/v2/{_NAME}/blobs/uploads/<uuid>", methods=["DELETE"], endpoint="upload.delete")(
-        uploads.cancelUpload
-    )
-    app.route(f"/v2/{_NAME}/blobs/<digest>", methods=["GET", "HEAD"], endpoint="blob.get")(blobs.getBlob)
-    app.route(f"/v2/{_NAME}/blobs/<digest>", methods=["DELETE"], endpoint="blob.delete")(blobs.deleteBlob)
-    app.route(f"/v2/{_NAME}/referrers/<digest>", methods=["GET", "HEAD"], endpoint="referrers")(
-        referrers.listReferrers
-    )
+    for path, methods, name, handler in _ROUTES:
+        app.route(path, methods=list(methods), endpoint=name)(handler)
+    del path, methods, name, handler
 
     @app.handle_errors(NotFound)
     def notFound(self, request: IRequest, failure: object) -> bytes:
