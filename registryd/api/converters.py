@@ -5,18 +5,9 @@ not part-isolating and matches the OCI distribution spec's name grammar.
 
 from __future__ import annotations
 
-import re
-
 from werkzeug.routing import BaseConverter
 
-# The spec's <name> grammar: path components of lowercase alphanumerics joined by
-# separators ('.', '_', '__', or runs of '-'), the components joined by '/'.
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-NAME_PATTERN = rf"{_COMPONENT}(?:/{_COMPONENT})*"
-
-# distribution accepts upload ids of [a-zA-Z0-9-_.=]+; ours also have to be storage path
-# components, which rules out '=' and leading dots.
-UPLOAD_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*\Z")
+from registryd.registry.names import NAME_PATTERN
 
 
 class RepositoryNameConverter(BaseConverter):

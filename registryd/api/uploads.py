@@ -21,7 +21,6 @@ from registryd.api.base import (
     header,
     queryArg,
 )
-from registryd.api.converters import UPLOAD_ID
 from registryd.api.state import UploadState, packState, unpackState
 from registryd.registry.errors import (
     BlobUnknown,
@@ -33,7 +32,7 @@ from registryd.registry.errors import (
     RangeInvalid,
     SizeInvalid,
 )
-from registryd.registry.names import checkDigest
+from registryd.registry.names import checkDigest, isUploadID
 from registryd.web.body import bodyStream
 
 if TYPE_CHECKING:
@@ -81,7 +80,7 @@ def _created(api: RegistryAPI, request: IRequest, name: str, digest: str) -> Non
 async def _resume(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> object:
     """The upload an upload URL names, after checking its C{_state} when it has one."""
     blobs = api.registry.repository(name).blobs
-    if not UPLOAD_ID.match(uuid):
+    if not isUploadID(uuid):
         raise BlobUploadUnknown({"uuid": uuid})
     token = queryArg(request, "_state")
     if token is not None:

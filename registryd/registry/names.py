@@ -16,8 +16,13 @@ from registryd.registry.errors import DigestInvalid, NameInvalid, TagInvalid
 NAME_MAX_LENGTH = 255
 """distribution's limit on a whole repository name."""
 
+# Path components of lowercase alphanumerics joined by separators ('.', '_', '__', or runs
+# of '-'), the components joined by '/'.
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*\Z")
+NAME_PATTERN = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+"""The spec's repository name grammar, as a regular expression (the routes match names with it)."""
+
+_NAME = re.compile(rf"{NAME_PATTERN}\Z")
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}\Z")
 _DIGEST = re.compile(r"([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)\Z")
 
