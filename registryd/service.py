@@ -7,9 +7,7 @@ check, upload purging).
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
@@ -25,12 +23,11 @@ from twisted.web.server import Site
 from registryd.config import Configuration
 from registryd.config.health import StorageDriverHealthConfig
 from registryd.config.storage import UploadPurgingConfig
+from registryd.registry.layout import REPOSITORIES
+from registryd.registry.uploads import parseStartedAt as _startedAtTime
 from registryd.storage.interfaces import SKIP_DIR, IStorageDriver, PathNotFound
 
 log = Logger()
-
-# distribution's layout: where uploads live (see registryd.registry.layout).
-REPOSITORIES = "/docker/registry/v2/repositories"
 
 
 class StorageHealthCheck(Service):
@@ -100,13 +97,9 @@ class StorageHealthCheck(Service):
             self._loop.stop()
 
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
-
-
-def parseStartedAt(text: str) -> float:
-    """Read an upload's C{startedat} (RFC 3339, as distribution writes it) as seconds since the epoch."""
-    text = _FRACTION.sub(r"\1", text.strip()).replace("z", "Z")
-    return datetime.fromisoformat(text).timestamp()
+def parseStartedAt(text: bytes | str) -> float:
+    """Read an upload's C{startedat} (RFC 3339) as seconds since the epoch. ValueError if unreadable."""
+    return _startedAtTime(text).timestamp()
 
 
 class UploadPurger(Service):
@@ -176,7 +169,7 @@ class UploadPurger(Service):
 
     async def _startedAt(self, upload: str) -> float | None:
         try:
-            return parseStartedAt((await self._driver.getContent(f"{upload}/startedat")).decode("utf-8"))
+            return parseStartedAt(await self._driver.getContent(f"{upload}/startedat"))
         except PathNotFound:
             pass
         except ValueError:
@@ -299,14 +292,6 @@ def _secret(config: Configuration) -> bytes:
     return os.urandom(32)
 
 
-def _siteFactory() -> Callable[[IResource], Site]:
-    try:
-        from registryd.web.site import RegistrySite
-    except ImportError:
-        return Site
-    return RegistrySite
-
-
 def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     """
     Build the registry service: driver, core, API, listener, health check and purger.
@@ -322,6 +307,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     from registryd.api.settings import APISettings
     from registryd.plugins import createStorageDriver
     from registryd.registry.core import Registry
+    from registryd.web.site import RegistrySite
 
     storage = config.storage
     driver = createStorageDriver(reactor, storage.driver, dict(storage.parameters))
@@ -356,7 +342,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     resource: IResource = api.resource()
     if config.http.prefix:
         resource = PrefixResource(config.http.prefix, resource)
-    site = _siteFactory()(resource)
+    site = RegistrySite(resource)
     if config.log.accessLogDisabled:
         site.log = lambda request: None  # type: ignore[method-assign]
 

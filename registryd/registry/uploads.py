@@ -106,12 +106,20 @@ def _formatTime(when: datetime) -> bytes:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ").encode("ascii")
 
 
-def _parseTime(text: bytes) -> datetime:
-    try:
-        when = datetime.fromisoformat(bytes(text).decode("ascii").strip())
-    except (UnicodeDecodeError, ValueError):
-        return datetime.fromtimestamp(0, UTC)
+def parseStartedAt(text: bytes | str) -> datetime:
+    """Read an upload's C{startedat} (RFC 3339, as distribution writes it too); ValueError if unreadable."""
+    if not isinstance(text, str):
+        text = bytes(text).decode("ascii")
+    when = datetime.fromisoformat(text.strip().replace("z", "Z"))
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _parseTime(text: bytes) -> datetime:
+    """As L{parseStartedAt}, with the epoch for an unreadable time (the upload itself is still good)."""
+    try:
+        return parseStartedAt(text)
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
 
 
 async def _update(hasher: Any, chunk: bytes) -> None:
