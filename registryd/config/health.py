@@ -34,17 +34,17 @@ def parseHealth(section: object) -> HealthConfig:
     path = ["health", "storagedriver"]
     check = parsers.mapping(values.get("storagedriver"), path)
     parsers.onlyKeys(check, ("enabled", "interval", "threshold"), path)
-    enabled = False
-    if check.get("enabled") is not None:
-        enabled = parsers.boolean(check["enabled"], [*path, "enabled"])
-    interval = 10.0
-    if check.get("interval") is not None:
-        # distribution reads a bare number as nanoseconds; so do we.
-        interval = parsers.duration(check["interval"], [*path, "interval"])
-        if interval <= 0:
-            raise ConfigError("must be a positive duration", [*path, "interval"])
-    threshold = 1
-    if check.get("threshold") is not None:
-        # 0 means what leaving it out means: one failure is enough, as in distribution.
-        threshold = max(1, parsers.integer(check["threshold"], [*path, "threshold"], minimum=0))
+    defaults = StorageDriverHealthConfig()
+    enabled = parsers.optional(check, "enabled", parsers.boolean, defaults.enabled, path)
+    # distribution reads a bare number as nanoseconds; so do we.
+    interval = parsers.optional(check, "interval", parsers.duration, defaults.interval, path)
+    if interval <= 0:
+        raise ConfigError("must be a positive duration", [*path, "interval"])
+    # 0 means what leaving it out means: one failure is enough, as in distribution.
+    threshold = max(
+        1,
+        parsers.optional(
+            check, "threshold", lambda v, p: parsers.integer(v, p, minimum=0), defaults.threshold, path
+        ),
+    )
     return HealthConfig(StorageDriverHealthConfig(enabled=enabled, interval=interval, threshold=threshold))

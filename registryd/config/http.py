@@ -108,9 +108,7 @@ def parseHTTP(section: object) -> HTTPConfig:
         parsers.notSupported(values.get(key), ["http", key], what)
 
     def optional(key: str, parse: Any, default: Any) -> Any:
-        if values.get(key) is None:
-            return default
-        return parse(values[key], ["http", key])
+        return parsers.optional(values, key, parse, default, ["http"])
 
     net = optional("net", parsers.string, "tcp")
     if net not in NETWORKS:

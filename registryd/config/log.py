@@ -74,9 +74,7 @@ def parseLog(section: object, deprecatedLevel: object = None) -> LogConfig:
 
     accessLog = parsers.mapping(values.get("accesslog"), ["log", "accesslog"])
     parsers.onlyKeys(accessLog, ("disabled",), ["log", "accesslog"])
-    disabled = False
-    if accessLog.get("disabled") is not None:
-        disabled = parsers.boolean(accessLog["disabled"], ["log", "accesslog", "disabled"])
+    disabled = parsers.optional(accessLog, "disabled", parsers.boolean, False, ["log", "accesslog"])
 
     return LogConfig(level=level, formatter=formatter, fields=fields, accessLogDisabled=disabled)
 

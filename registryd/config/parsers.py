@@ -8,12 +8,13 @@ L{ConfigError} naming that path when the value has the wrong type or shape.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from registryd.config.errors import ConfigError
 
 KeyPath = Sequence[str]
+T = TypeVar("T")
 
 # Go's time.ParseDuration units in seconds: distribution writes durations the Go way ("168h", "2h10m").
 _DURATION_UNITS = {
@@ -79,6 +80,16 @@ def onlyKeys(section: Mapping[str, Any], allowed: Iterable[str], keyPath: KeyPat
         if key not in allowedSet:
             known = ", ".join(sorted(allowedSet)) or "none"
             raise ConfigError(f"unknown key (known keys here: {known})", [*keyPath, key])
+
+
+def optional(
+    section: Mapping[str, Any], key: str, parse: Callable[[Any, KeyPath], T], default: T, keyPath: KeyPath
+) -> T:
+    """section[key] read by parse (errors naming keyPath + key), or default when absent or null."""
+    value = section.get(key)
+    if value is None:
+        return default
+    return parse(value, [*keyPath, key])
 
 
 def string(value: object, keyPath: KeyPath) -> str:

@@ -55,20 +55,15 @@ def _parsePurging(value: object) -> UploadPurgingConfig:
     values = parsers.mapping(value, path)
     parsers.onlyKeys(values, ("enabled", "age", "interval", "dryrun"), path)
     defaults = UploadPurgingConfig()
-    enabled = defaults.enabled
-    if values.get("enabled") is not None:
-        enabled = parsers.boolean(values["enabled"], [*path, "enabled"])
-    age, interval = defaults.age, defaults.interval
-    if values.get("age") is not None:
-        age = parsers.duration(values["age"], [*path, "age"])
-    if values.get("interval") is not None:
-        interval = parsers.duration(values["interval"], [*path, "interval"])
-        if interval <= 0:
-            raise ConfigError("must be a positive duration", [*path, "interval"])
-    dryRun = False
-    if values.get("dryrun") is not None:
-        dryRun = parsers.boolean(values["dryrun"], [*path, "dryrun"])
-    return UploadPurgingConfig(enabled=enabled, age=age, interval=interval, dryRun=dryRun)
+    interval = parsers.optional(values, "interval", parsers.duration, defaults.interval, path)
+    if interval <= 0:
+        raise ConfigError("must be a positive duration", [*path, "interval"])
+    return UploadPurgingConfig(
+        enabled=parsers.optional(values, "enabled", parsers.boolean, defaults.enabled, path),
+        age=parsers.optional(values, "age", parsers.duration, defaults.age, path),
+        interval=interval,
+        dryRun=parsers.optional(values, "dryrun", parsers.boolean, defaults.dryRun, path),
+    )
 
 
 def parseStorage(section: object) -> StorageConfig:
@@ -90,23 +85,19 @@ def parseStorage(section: object) -> StorageConfig:
 
     delete = _section(storage, "delete")
     parsers.onlyKeys(delete, ("enabled",), ["storage", "delete"])
-    deleteEnabled = False
-    if delete.get("enabled") is not None:
-        deleteEnabled = parsers.boolean(delete["enabled"], ["storage", "delete", "enabled"])
+    deleteEnabled = parsers.optional(delete, "enabled", parsers.boolean, False, ["storage", "delete"])
 
     redirect = _section(storage, "redirect")
     parsers.onlyKeys(redirect, ("disable",), ["storage", "redirect"])
-    redirectDisabled = False
-    if redirect.get("disable") is not None:
-        redirectDisabled = parsers.boolean(redirect["disable"], ["storage", "redirect", "disable"])
+    redirectDisabled = parsers.optional(redirect, "disable", parsers.boolean, False, ["storage", "redirect"])
 
     maintenance = _section(storage, "maintenance")
     parsers.onlyKeys(maintenance, ("uploadpurging", "readonly"), ["storage", "maintenance"])
     readonly = parsers.mapping(maintenance.get("readonly"), ["storage", "maintenance", "readonly"])
     parsers.onlyKeys(readonly, ("enabled",), ["storage", "maintenance", "readonly"])
-    readOnly = False
-    if readonly.get("enabled") is not None:
-        readOnly = parsers.boolean(readonly["enabled"], ["storage", "maintenance", "readonly", "enabled"])
+    readOnly = parsers.optional(
+        readonly, "enabled", parsers.boolean, False, ["storage", "maintenance", "readonly"]
+    )
     purging = _parsePurging(maintenance.get("uploadpurging"))
 
     cache = _section(storage, "cache")
@@ -126,11 +117,13 @@ def parseStorage(section: object) -> StorageConfig:
                     f"unknown blob descriptor cache {blobDescriptorCache!r} (inmemory or redis)",
                     ["storage", "cache", key],
                 )
-    cacheSize = 10000
-    if cache.get("blobdescriptorsize") is not None:
-        cacheSize = parsers.integer(
-            cache["blobdescriptorsize"], ["storage", "cache", "blobdescriptorsize"], minimum=0
-        )
+    cacheSize = parsers.optional(
+        cache,
+        "blobdescriptorsize",
+        lambda value, keyPath: parsers.integer(value, keyPath, minimum=0),
+        StorageConfig.blobDescriptorCacheSize,
+        ["storage", "cache"],
+    )
 
     tag = _section(storage, "tag")
     parsers.onlyKeys(tag, ("concurrencylimit",), ["storage", "tag"])
