@@ -25,8 +25,6 @@ async def listTags(api: RegistryAPI, request: IRequest, name: str) -> bytes | No
         n = min(n, MAX_TAGS)
     tags, more = await repository.tags(n, last)
     tags = list(tags)
-    if n == 0:
-        tags, more = [], False
     if more and tags:
         request.setHeader(b"Link", linkNext(api, f"/v2/{name}/tags/list", tags[-1], n or len(tags)))
     return jsonAnswer(request, {"name": name, "tags": tags})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from registryd.registry import layout
-from registryd.registry.tags import page
+from registryd.registry.tags import checkPageSize, page
 from registryd.storage.interfaces import SKIP_DIR, IFileInfo, PathNotFound
 
 if TYPE_CHECKING:
@@ -44,8 +44,7 @@ async def repositoryNames(registry: Registry) -> list[str]:
 
 async def catalog(registry: Registry, n: int | None, last: str | None) -> tuple[list[str], bool]:
     """A page of repository names after last. L{PaginationNumberInvalid} for a bad n."""
-    if n is not None:
-        page([], n)
+    checkPageSize(n)
     names = await repositoryNames(registry)
     if last is not None:
         after = _order(last)

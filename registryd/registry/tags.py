@@ -14,12 +14,17 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def checkPageSize(n: int | None) -> None:
+    """Raise L{PaginationNumberInvalid} unless n is None or a non-negative integer."""
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise PaginationNumberInvalid(detail={"n": n})
+
+
 def page(items: Sequence[T], n: int | None) -> tuple[list[T], bool]:
     """The first n of items (all of them without n), and whether more follow. L{PaginationNumberInvalid}."""
+    checkPageSize(n)
     if n is None:
         return list(items), False
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise PaginationNumberInvalid(detail={"n": n})
     if n == 0:
         return [], False
     return list(items[:n]), len(items) > n
@@ -27,8 +32,7 @@ def page(items: Sequence[T], n: int | None) -> tuple[list[T], bool]:
 
 async def listTags(registry: Registry, name: str, n: int | None, last: str | None) -> tuple[list[str], bool]:
     """A page of the repository's tags in lexical order, after last. L{NameUnknown} for no repository."""
-    if n is not None:
-        page([], n)
+    checkPageSize(n)
     if not await layout.exists(registry.driver, layout.repositoryPath(name)):
         raise NameUnknown(detail={"name": name})
     tags = await layout.listNames(registry.driver, layout.tagsPath(name))
