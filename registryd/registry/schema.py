@@ -93,10 +93,15 @@ def describeStored(content: bytes) -> ManifestInfo:
         mediaType = _inferMediaType(document) or OCI_MANIFEST
     subject = document.get("subject")
     subjectDigest = subject.get("digest") if isinstance(subject, dict) else None
+    return _info(document, mediaType, len(content), subjectDigest if isinstance(subjectDigest, str) else None)
+
+
+def _info(document: dict[str, Any], mediaType: str, size: int, subject: str | None) -> ManifestInfo:
+    """The cacheable facts of a manifest document whose media type and subject are settled."""
     return ManifestInfo(
         mediaType=mediaType,
-        size=len(content),
-        subject=subjectDigest if isinstance(subjectDigest, str) else None,
+        size=size,
+        subject=subject,
         artifactType=_artifactType(document),
         annotations=_annotations(document),
     )
@@ -216,13 +221,8 @@ def parseManifest(content: bytes, declaredType: str | None) -> ParsedManifest:
     else:
         children = [child["digest"] for child in _descriptorList(document, "manifests", required=True)]
 
-    info = ManifestInfo(
-        mediaType=mediaType,
-        size=len(content),
-        subject=subjectDigest,
-        artifactType=_artifactType(document),
-        annotations=_annotations(document),
-    )
     return ParsedManifest(
-        info=info, blobs=tuple(dict.fromkeys(blobs)), children=tuple(dict.fromkeys(children))
+        info=_info(document, mediaType, len(content), subjectDigest),
+        blobs=tuple(dict.fromkeys(blobs)),
+        children=tuple(dict.fromkeys(children)),
     )
