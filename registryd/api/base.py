@@ -128,7 +128,8 @@ def contentLength(request: IRequest) -> int | None:
     if value is None or header(request, "Transfer-Encoding") is not None:
         return None
     value = value.strip()
-    return int(value) if value.isdigit() else None
+    # isdigit alone accepts non-ASCII digits ('\xb2') that int() refuses.
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?\Z")
