@@ -115,8 +115,9 @@ def queryArgs(request: IRequest, name: str) -> list[str]:
 
 
 def header(request: IRequest, name: str) -> str | None:
-    """A request header as text, or None."""
-    value = request.getHeader(name)
+    """A request header as text (bytes read as latin-1, so no client can make it fail), or None."""
+    # By a str name twisted.web decodes the value as UTF-8, which raises for other bytes.
+    value = request.getHeader(name.encode("ascii"))
     if value is None:
         return None
     return value.decode("latin-1") if isinstance(value, bytes) else value
