@@ -60,6 +60,21 @@ class TagsTests(APITestCase):
     async def test_unknown_repository_is_404_name_unknown(self) -> None:
         self.assertError(await self.client.get("/v2/nobody/tags/list"), 404, "NAME_UNKNOWN")
 
+    async def test_repository_with_only_an_upload_is_404_name_unknown(self) -> None:
+        """As distribution: an upload in progress does not make a repository known to a tags listing."""
+        started = await self.client.post("/v2/uploading/blobs/uploads/")
+        self.assertEqual(started.code, 202)
+        self.assertError(await self.client.get("/v2/uploading/tags/list"), 404, "NAME_UNKNOWN")
+
+    async def test_repository_whose_tags_were_all_deleted_lists_none(self) -> None:
+        """The conformance suite's content management: after deleting every tag, the listing is 200."""
+        self.api.registry.deleteEnabled = True
+        await self.tagged("only")
+        deleted = await self.client.request("DELETE", "/v2/repo/manifests/only")
+        self.assertEqual(deleted.code, 202)
+        answer = await self.client.get("/v2/repo/tags/list")
+        self.assertEqual((answer.code, answer.json()), (200, {"name": "repo", "tags": []}))
+
 
 class CatalogTests(APITestCase):
     async def test_catalog_lists_repositories(self) -> None:

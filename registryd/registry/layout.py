@@ -44,9 +44,14 @@ def repositoryPath(name: str) -> str:
     return f"{REPOSITORIES}/{name}"
 
 
+def layersPath(name: str) -> str:
+    """The C{_layers} directory of a repository: the blobs linked into it."""
+    return f"{repositoryPath(name)}/_layers"
+
+
 def layerLinkDirectory(name: str, digest: str) -> str:
     """The directory of a blob's link into a repository (removed to unlink it)."""
-    return _byDigest(f"{repositoryPath(name)}/_layers", digest)
+    return _byDigest(layersPath(name), digest)
 
 
 def layerLinkPath(name: str, digest: str) -> str:

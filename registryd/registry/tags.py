@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from registryd.registry import layout
 from registryd.registry.errors import NameUnknown, PaginationNumberInvalid
+from registryd.storage.interfaces import PathNotFound
 
 if TYPE_CHECKING:
     from registryd.registry.core import Registry
@@ -31,11 +32,26 @@ def page(items: Sequence[T], n: int | None) -> tuple[list[T], bool]:
 
 
 async def listTags(registry: Registry, name: str, n: int | None, last: str | None) -> tuple[list[str], bool]:
-    """A page of the repository's tags in lexical order, after last. L{NameUnknown} for no repository."""
+    """
+    A page of the repository's tags in lexical order, after last.
+
+    L{NameUnknown} when the repository holds no manifests or blobs (nothing, or only
+    uploads in progress), as distribution answers. A repository whose tags were all
+    deleted lists none: object stores drop the emptied tags directory, distribution's
+    filesystem keeps it, and either way the answer is an empty list.
+    """
     checkPageSize(n)
-    if not await layout.exists(registry.driver, layout.repositoryPath(name)):
-        raise NameUnknown(detail={"name": name})
-    tags = await layout.listNames(registry.driver, layout.tagsPath(name))
+    driver = registry.driver
+    try:
+        children = await driver.list(layout.tagsPath(name))
+    except PathNotFound:
+        if not (
+            await layout.exists(driver, layout.manifestsPath(name))
+            or await layout.exists(driver, layout.layersPath(name))
+        ):
+            raise NameUnknown(detail={"name": name}) from None
+        children = []
+    tags = sorted(child.rsplit("/", 1)[-1] for child in children)
     if last is not None:
         tags = [tag for tag in tags if tag > last]
     return page(tags, n)
