@@ -229,7 +229,7 @@ class APITestCase(unittest.TestCase):
     def assertError(self, answer: Answer, code: int, errorCode: str) -> None:
         """The answer is the spec's JSON error document with this status and code."""
         self.assertEqual(answer.code, code, answer.body)
-        self.assertEqual(answer.header("Content-Type"), "application/json")
+        self.assertEqual(answer.header("Content-Type"), "application/json; charset=utf-8")
         document = answer.json()
         self.assertEqual(list(document), ["errors"])
         self.assertEqual(len(document["errors"]), 1)
@@ -318,6 +318,16 @@ class ErrorShapeTests(APITestCase):
         answer = await self.client.get("/v2/repo/manifests/absent")
         self.assertError(answer, 404, answer.errorCodes()[0])
         self.assertIn(answer.errorCodes()[0], {"MANIFEST_UNKNOWN", "NAME_UNKNOWN"})
+
+    async def test_json_is_written_as_distribution_writes_it(self) -> None:
+        """Compact JSON ending in a newline (Go's encoder), and GET /v2/ exactly C{{}}."""
+        answer = await self.client.get("/v2/repo/manifests/absent")
+        self.assertEqual(
+            answer.body,
+            b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown to registry",'
+            b'"detail":{"tag":"absent"}}]}\n',
+        )
+        self.assertEqual((await self.client.get("/v2/")).body, b"{}")
 
     async def test_unexpected_exception_is_500_unknown_and_logged(self) -> None:
         def broken(name: str) -> Any:

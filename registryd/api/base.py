@@ -7,7 +7,6 @@ and the base route C{GET /v2/}.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,7 @@ from twisted.internet.error import ConnectionClosed
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from registryd.api.answers import jsonAnswer
 from registryd.api.download import ClientGone
 from registryd.api.errors import writeError
 from registryd.registry.errors import (
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 log = Logger(namespace="registryd.api")
 
 API_VERSION_HEADER = (b"Docker-Distribution-API-Version", [b"registry/2.0"])
-JSON = b"application/json"
 
 Handler = Callable[..., Awaitable[bytes | None]]
 
@@ -217,22 +216,6 @@ def _requestOrigin(request: IRequest) -> tuple[str, str]:
     return scheme, host
 
 
-def jsonAnswer(request: IRequest, document: Any, contentType: bytes = JSON, status: int = 200) -> bytes:
-    """Answer with a JSON document."""
-    body = json.dumps(document).encode("utf-8")
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", contentType)
-    request.setHeader(b"Content-Length", b"%d" % (len(body),))
-    return body
-
-
-def emptyAnswer(request: IRequest, status: int) -> None:
-    """Answer with no body."""
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Length", b"0")
-    return None
-
-
 def contentDigestHeaders(request: IRequest, digest: str) -> None:
     """Name content by its digest: C{Docker-Content-Digest}, and the digest as its C{ETag}."""
     request.setHeader(b"Docker-Content-Digest", digest.encode("ascii"))
@@ -251,4 +234,7 @@ def etagMatches(request: IRequest, digest: str) -> bool:
 @endpoint()
 async def apiBase(api: RegistryAPI, request: IRequest) -> bytes | None:
     """C{GET /v2/}: the API version check."""
-    return jsonAnswer(request, {}, contentType=b"application/json; charset=utf-8")
+    # distribution writes this one literally, without the encoder's newline.
+    body = jsonAnswer(request, {})[:-1]
+    request.setHeader(b"Content-Length", b"%d" % (len(body),))
+    return body

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
-from registryd.api.base import contentDigestHeaders, emptyAnswer, endpoint, etagMatches, header
+from registryd.api.answers import emptyAnswer
+from registryd.api.base import contentDigestHeaders, endpoint, etagMatches, header
 from registryd.api.download import sendContent
 from registryd.api.errors import writeError
 from registryd.registry.errors import RangeInvalid

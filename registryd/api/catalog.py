@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
-from registryd.api.base import endpoint, jsonAnswer, linkNext, pageSize, queryArg
+from registryd.api.answers import jsonAnswer
+from registryd.api.base import endpoint, linkNext, pageSize, queryArg
 from registryd.registry.errors import PaginationNumberInvalid
 
 if TYPE_CHECKING:

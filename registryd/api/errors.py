@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
+from registryd.api.answers import jsonAnswer
 from registryd.registry import errors
 
 # The statuses of distribution's errcode registrations (registry/api/v2/errors.go and
@@ -60,11 +61,7 @@ def errorDocument(*failures: errors.RegistryError) -> dict[str, Any]:
 
 def writeError(request: IRequest, error: errors.RegistryError) -> bytes:
     """Set the status and headers of an error answer; return its body."""
-    body = json.dumps(errorDocument(error)).encode("utf-8")
-    request.setResponseCode(statusFor(error))
-    request.setHeader(b"Content-Type", b"application/json")
-    request.setHeader(b"Content-Length", b"%d" % (len(body),))
-    return body
+    return jsonAnswer(request, errorDocument(error), status=statusFor(error))
 
 
 def _jsonable(detail: Any) -> Any:

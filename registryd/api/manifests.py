@@ -9,15 +9,8 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
-from registryd.api.base import (
-    contentDigestHeaders,
-    emptyAnswer,
-    endpoint,
-    etagMatches,
-    externalURL,
-    header,
-    queryArgs,
-)
+from registryd.api.answers import emptyAnswer
+from registryd.api.base import contentDigestHeaders, endpoint, etagMatches, externalURL, header, queryArgs
 from registryd.registry.errors import ManifestTooLarge, ManifestUnknown, TagInvalid
 from registryd.registry.names import isDigest
 from registryd.registry.schema import MAX_MANIFEST_SIZE, OCI_MANIFEST, normaliseMediaType

@@ -6,7 +6,8 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
-from registryd.api.base import endpoint, jsonAnswer, queryArg
+from registryd.api.answers import jsonAnswer
+from registryd.api.base import endpoint, queryArg
 from registryd.registry.errors import ManifestUnknown, NameUnknown
 from registryd.registry.names import checkDigest
 

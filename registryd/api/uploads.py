@@ -12,15 +12,8 @@ from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from registryd.api.base import (
-    contentLength,
-    contentRange,
-    emptyAnswer,
-    endpoint,
-    externalURL,
-    header,
-    queryArg,
-)
+from registryd.api.answers import emptyAnswer
+from registryd.api.base import contentLength, contentRange, endpoint, externalURL, header, queryArg
 from registryd.api.state import UploadState, packState, unpackState
 from registryd.registry.errors import (
     BlobUnknown,
