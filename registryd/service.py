@@ -14,6 +14,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
@@ -224,6 +225,10 @@ class PrefixResource(Resource):
         return NoResource().render(request)
 
 
+class ListenFailed(SystemExit):
+    """The listener could not be opened; twistd exits with this one-line message."""
+
+
 class DrainingService(StreamServerEndpointService):
     """
     The HTTP listener. On stop it closes the port, closes idle connections, and gives
@@ -252,6 +257,18 @@ class DrainingService(StreamServerEndpointService):
             return channel
 
         site.buildProtocol = buildProtocol  # type: ignore[method-assign]
+
+    # A listen that fails at start-up (port taken, no permission) must stop twistd, not leave
+    # a process running that serves nothing: raise out of privilegedStartService.
+    _raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            raise ListenFailed(
+                f"http.addr: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
+            ) from e
 
     @staticmethod
     def _busy(channel: Any) -> bool:

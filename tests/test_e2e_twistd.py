@@ -6,6 +6,7 @@ and a bad config that must stop start-up with one line naming the key.
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 
 from tests.support.cases import RegistryTestCase
@@ -58,3 +59,23 @@ class TwistdTests(RegistryTestCase):
         )
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("http.bogusoption", result.stdout + result.stderr)
+
+    def test_port_in_use_stops_startup_naming_the_address(self) -> None:
+        """A listener that cannot open its port makes twistd exit non-zero, not run serving nothing."""
+        work = self.workDirectory()
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            config = writeConfig(work, work / "root", port)
+            result = subprocess.run(
+                registrydCommand(config),
+                cwd=work,
+                env=registrydEnvironment(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(f"http.addr: cannot listen on 127.0.0.1:{port}", result.stdout + result.stderr)
