@@ -255,3 +255,22 @@ class TLSOnPlainHTTPTests(unittest.TestCase):
         self.addCleanup(lambda: client.transport.loseConnection() or client.lost)
         client.transport.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
         yield client.waitFor(b"plain get")
+
+
+class ResponseHeaderTests(unittest.TestCase):
+    """What every answer carries, or does not."""
+
+    timeout = 30
+
+    @defer.inlineCallbacks
+    def test_no_server_header(self):
+        """Like distribution, the registry does not announce its software and version."""
+        site = RegistrySite(_Sink())
+        port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+        self.addCleanup(port.stopListening)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        client = yield connectProtocol(endpoint, _Client())
+        self.addCleanup(lambda: client.transport.loseConnection() or client.lost)
+        client.transport.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+        received = yield client.waitFor(b"plain get")
+        self.assertNotIn(b"\r\nserver:", received.lower())

@@ -210,6 +210,12 @@ class RegistryRequest(Request):
             self._finishWhenBodyEnds = False
             super().finish()
 
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting:
+            # twisted.web names itself and its version in every answer; distribution names nothing.
+            self.responseHeaders.removeHeader(b"Server")
+        super().write(data)
+
     def finish(self) -> None:
         body = self.content
         if self._earlyDispatch and isinstance(body, StreamingBody) and not body.finished:
