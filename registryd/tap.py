@@ -13,6 +13,13 @@ from registryd.config import ConfigError, Configuration, load
 from registryd.config.log import makeObserver
 
 
+class ConfigRefused(SystemExit):
+    """A configuration registryd cannot run with: twistd exits printing this one line."""
+
+    def __str__(self) -> str:
+        return str(self.code)
+
+
 class Options(usage.Options):
     """registryd's twistd options; the configuration is loaded and checked while parsing them."""
 
@@ -34,7 +41,8 @@ class Options(usage.Options):
             self.configuration = load(self["config"], os.environ)
             _checkDriverInstalled(self.configuration.storage.driver)
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from None
+            # Not a usage error: twistd would print its whole usage text above the one line.
+            raise ConfigRefused(f"registryd: {e}") from None
         parent = getattr(self, "parent", None)
         if parent is not None and not parent.get("logger") and not parent.get("syslog"):
             # twistd imports --logger by name, so name a function here and leave it what it
@@ -84,4 +92,4 @@ def makeService(options: Options) -> IService:
         return build(configuration)
     except ConfigError as e:
         # An unknown driver or a bad driver parameter: one line, not a traceback.
-        raise SystemExit(f"registryd: {e}") from None
+        raise ConfigRefused(f"registryd: {e}") from None

@@ -9,7 +9,6 @@ import sys
 from twisted.application.service import IServiceMaker
 from twisted.logger import ILogObserver
 from twisted.plugin import getPlugins
-from twisted.python import usage
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial.unittest import TestCase
 
@@ -28,20 +27,20 @@ class OptionsTests(TestCase):
             f.write(text)
         return path
 
-    def test_bad_config_is_a_usage_error_naming_the_key(self) -> None:
+    def test_bad_config_is_refused_naming_the_key(self) -> None:
         path = self.write("version: 0.1\nstorage: inmemory\nhttp:\n  adress: :5000\n")
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--config", path])
-        self.assertEqual(str(error).split(":")[0], "http.adress")
+        error = self.assertRaises(tap.ConfigRefused, tap.Options().parseOptions, ["--config", path])
+        self.assertEqual(str(error).split(": ")[1], "http.adress")
         self.assertNotIn("\n", str(error))
 
-    def test_unknown_driver_is_a_usage_error_listing_installed(self) -> None:
+    def test_unknown_driver_is_refused_listing_installed(self) -> None:
         path = self.write("version: 0.1\nstorage:\n  floppy: {}\n")
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["-c", path])
-        self.assertTrue(str(error).startswith("storage.floppy: "), str(error))
+        error = self.assertRaises(tap.ConfigRefused, tap.Options().parseOptions, ["-c", path])
+        self.assertTrue(str(error).startswith("registryd: storage.floppy: "), str(error))
         self.assertIn("inmemory", str(error))
 
     def test_missing_file(self) -> None:
-        error = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["-c", self.mktemp()])
+        error = self.assertRaises(tap.ConfigRefused, tap.Options().parseOptions, ["-c", self.mktemp()])
         self.assertIn("cannot read configuration file", str(error))
 
     def test_good_config(self) -> None:
@@ -88,6 +87,9 @@ class TwistdProcessTests(TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("auth.htpasswd: authentication is not supported yet", result.stdout + result.stderr)
         self.assertNotIn("Traceback", result.stdout + result.stderr)
+        self.assertEqual(
+            len((result.stdout + result.stderr).strip().splitlines()), 1, result.stdout + result.stderr
+        )
 
     def test_bad_environment_override(self) -> None:
         result = self.twistd("registryd", REGISTRY_STORAGE="floppy")
