@@ -17,9 +17,12 @@ from twisted.internet.error import ConnectionClosed
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from registryd.api import access as needs
+from registryd.api.access import NeededAccess
 from registryd.api.answers import jsonAnswer
 from registryd.api.download import ClientGone
 from registryd.api.errors import writeError
+from registryd.auth.interfaces import REQUEST_IDENTITY
 from registryd.registry.errors import (
     PaginationNumberInvalid,
     RangeInvalid,
@@ -38,17 +41,18 @@ API_VERSION_HEADER = (b"Docker-Distribution-API-Version", [b"registry/2.0"])
 Handler = Callable[..., Awaitable[bytes | None]]
 
 
-def endpoint(write: bool = False) -> Callable[[Handler], Callable[..., Deferred]]:
+def endpoint(access: NeededAccess, write: bool = False) -> Callable[[Handler], Callable[..., Deferred]]:
     """
     Make an C{async} handler C{(api, request, **routeValues)} a Klein route: refuse it
-    while unhealthy (503) or, for writes, in read-only mode (405), and answer every
+    while unhealthy (503), unless the access controller grants what C{access} says the
+    request needs (401/403), or, for writes, in read-only mode (405); and answer every
     L{RegistryError} with its status and JSON body. Anything else is a bug: logged, 500.
     """
 
     def decorate(handler: Handler) -> Callable[..., Deferred]:
         @functools.wraps(handler)
         def route(api: RegistryAPI, request: IRequest, **values: Any) -> Deferred:
-            return Deferred.fromCoroutine(_serve(api, request, handler, write, values))
+            return Deferred.fromCoroutine(_serve(api, request, handler, access, write, values))
 
         return route
 
@@ -56,7 +60,12 @@ def endpoint(write: bool = False) -> Callable[[Handler], Callable[..., Deferred]
 
 
 async def _serve(
-    api: RegistryAPI, request: IRequest, handler: Handler, write: bool, values: dict[str, Any]
+    api: RegistryAPI,
+    request: IRequest,
+    handler: Handler,
+    access: NeededAccess,
+    write: bool,
+    values: dict[str, Any],
 ) -> bytes | None:
     gone: list[object] = []
     request.notifyFinish().addErrback(gone.append)
@@ -64,6 +73,10 @@ async def _serve(
         reason = api.settings.health()
         if reason is not None:
             raise Unavailable({"reason": reason})
+        controller = api.settings.accessController
+        if controller is not None:
+            identity = await controller.authorize(request, access(request, values))
+            setattr(request, REQUEST_IDENTITY, identity)
         if write and api.registry.readOnly:
             raise Unsupported("the registry is in read-only mode")
         return await handler(api, request, **values)
@@ -231,7 +244,7 @@ def etagMatches(request: IRequest, digest: str) -> bool:
     return digest in candidates or "*" in candidates
 
 
-@endpoint()
+@endpoint(needs.nothing)
 async def apiBase(api: RegistryAPI, request: IRequest) -> bytes | None:
     """C{GET /v2/}: the API version check."""
     # distribution writes this one literally, without the encoder's newline.

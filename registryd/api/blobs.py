@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
+from registryd.api import access as needs
 from registryd.api.answers import emptyAnswer
 from registryd.api.base import contentDigestHeaders, endpoint, etagMatches, header
 from registryd.api.download import sendContent
@@ -51,7 +52,7 @@ def parseRange(value: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-@endpoint()
+@endpoint(needs.pull)
 async def getBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -> bytes | None:
     """C{GET}/C{HEAD}: the blob's bytes (or a redirect to where the driver serves them)."""
     blobs = api.registry.repository(name).blobs
@@ -95,7 +96,7 @@ async def getBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -
     return None
 
 
-@endpoint(write=True)
+@endpoint(needs.delete, write=True)
 async def deleteBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -> bytes | None:
     """C{DELETE}: unlink the blob from the repository (garbage collection frees the bytes)."""
     await api.registry.repository(name).blobs.delete(digest)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
+from registryd.api import access as needs
 from registryd.api.answers import jsonAnswer
 from registryd.api.base import endpoint, linkNext, pageSize, queryArg
 from registryd.registry.errors import PaginationNumberInvalid
@@ -20,7 +21,7 @@ MAX_ENTRIES = 1000
 """distribution's catalog.maxentries default: a larger C{n} is refused with PAGINATION_NUMBER_INVALID."""
 
 
-@endpoint()
+@endpoint(needs.catalog)
 async def listRepositories(api: RegistryAPI, request: IRequest) -> bytes | None:
     """C{GET}: C{{"repositories": [...]}} in lexical order by path component."""
     n = pageSize(request)

@@ -61,6 +61,8 @@ def errorDocument(*failures: errors.RegistryError) -> dict[str, Any]:
 
 def writeError(request: IRequest, error: errors.RegistryError) -> bytes:
     """Set the status and headers of an error answer; return its body."""
+    for name, value in error.headers:
+        request.setHeader(name, value)
     return jsonAnswer(request, errorDocument(error), status=statusFor(error))
 
 

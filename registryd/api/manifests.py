@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
+from registryd.api import access as needs
 from registryd.api.answers import emptyAnswer
 from registryd.api.base import contentDigestHeaders, endpoint, etagMatches, externalURL, header, queryArgs
 from registryd.registry.errors import ManifestTooLarge, ManifestUnknown, TagInvalid
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from registryd.api.app import RegistryAPI
 
 
-@endpoint()
+@endpoint(needs.pull)
 async def getManifest(api: RegistryAPI, request: IRequest, name: str, reference: str) -> bytes | None:
     """C{GET}/C{HEAD}: the manifest's exact bytes with its media type and digest."""
     manifests = api.registry.repository(name).manifests
@@ -43,7 +44,7 @@ async def getManifest(api: RegistryAPI, request: IRequest, name: str, reference:
     return bytes(manifest.content)
 
 
-@endpoint(write=True)
+@endpoint(needs.push, write=True)
 async def putManifest(api: RegistryAPI, request: IRequest, name: str, reference: str) -> bytes | None:
     """C{PUT}: validate and store a manifest; by digest, C{?tag=} may tag it too (C{OCI-Tag})."""
     manifests = api.registry.repository(name).manifests
@@ -69,7 +70,7 @@ async def putManifest(api: RegistryAPI, request: IRequest, name: str, reference:
     return emptyAnswer(request, 201)
 
 
-@endpoint(write=True)
+@endpoint(needs.delete, write=True)
 async def deleteManifest(api: RegistryAPI, request: IRequest, name: str, reference: str) -> bytes | None:
     """C{DELETE}: by digest the manifest (and its tags), by tag only the tag."""
     await api.registry.repository(name).manifests.delete(reference)

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
+from registryd.api import access as needs
 from registryd.api.answers import jsonAnswer
 from registryd.api.base import endpoint, queryArg
 from registryd.registry.errors import ManifestUnknown, NameUnknown
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
 
 
-@endpoint()
+@endpoint(needs.pull)
 async def listReferrers(api: RegistryAPI, request: IRequest, name: str, digest: str) -> bytes | None:
     """C{GET}: an image index of referrers, empty when none (the spec forbids a 404 here)."""
     manifests = api.registry.repository(name).manifests

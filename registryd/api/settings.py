@@ -9,6 +9,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from registryd.auth.interfaces import IAccessController
+
 
 def _noProblem() -> str | None:
     return None
@@ -28,6 +30,7 @@ class APISettings:
     @ivar redirectDisabled: C{storage.redirect.disable}: never redirect blob downloads.
     @ivar health: returns the reason of a failing health check, or None when healthy;
         while it fails, API requests get 503 UNAVAILABLE.
+    @ivar accessController: the L{IAccessController} of C{auth}, or None for an open registry.
     """
 
     prefix: str = ""
@@ -37,6 +40,7 @@ class APISettings:
     secret: bytes = field(default_factory=lambda: os.urandom(32))
     redirectDisabled: bool = False
     health: Callable[[], str | None] = _noProblem
+    accessController: IAccessController | None = None
 
     def __post_init__(self) -> None:
         # "/registry/" and "registry" both mean "/registry": URLs are built by appending "/v2/...".

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from twisted.web.iweb import IRequest
 
+from registryd.api import access as needs
 from registryd.api.answers import jsonAnswer
 from registryd.api.base import endpoint, linkNext, pageSize, queryArg
 
@@ -16,7 +17,7 @@ MAX_TAGS = 1000
 """distribution's tags.maxtags default: a larger C{n} gets this many and a Link to the rest."""
 
 
-@endpoint()
+@endpoint(needs.pull)
 async def listTags(api: RegistryAPI, request: IRequest, name: str) -> bytes | None:
     """C{GET}: C{{"name": ..., "tags": [...]}} in lexical order."""
     n = pageSize(request)

@@ -12,6 +12,7 @@ from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from registryd.api import access as needs
 from registryd.api.answers import emptyAnswer
 from registryd.api.base import contentLength, contentRange, endpoint, externalURL, header, queryArg
 from registryd.api.state import UploadState, packState, unpackState
@@ -104,7 +105,7 @@ async def _writeChunk(api: RegistryAPI, request: IRequest, name: str, upload: ob
         raise
 
 
-@endpoint(write=True)
+@endpoint(needs.pushOrMount, write=True)
 async def startUpload(api: RegistryAPI, request: IRequest, name: str) -> bytes | None:
     """C{POST}: mount (C{?mount=&from=}), a whole blob at once (C{?digest=}), or a new upload session."""
     blobs = api.registry.repository(name).blobs
@@ -144,14 +145,14 @@ async def _discard(upload: object) -> None:
         log.failure("discarding a failed upload {uuid}", uuid=upload.uuid)
 
 
-@endpoint()
+@endpoint(needs.push)
 async def getUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> bytes | None:
     """C{GET}: how far the upload got (204 with Range)."""
     upload = await _resume(api, request, name, uuid)
     return _progress(api, request, name, upload, 204)
 
 
-@endpoint(write=True)
+@endpoint(needs.push, write=True)
 async def patchUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> bytes | None:
     """C{PATCH}: append a chunk (with or without Content-Range, or chunked transfer-encoding)."""
     upload = await _resume(api, request, name, uuid)
@@ -159,7 +160,7 @@ async def patchUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str)
     return _progress(api, request, name, upload, 202)
 
 
-@endpoint(write=True)
+@endpoint(needs.push, write=True)
 async def finishUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> bytes | None:
     """C{PUT ?digest=}: append an optional last chunk, verify the digest, make the blob visible."""
     upload = await _resume(api, request, name, uuid)
@@ -173,7 +174,7 @@ async def finishUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str
     return _created(api, request, name, descriptor.digest)
 
 
-@endpoint(write=True)
+@endpoint(needs.push, write=True)
 async def cancelUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> bytes | None:
     """C{DELETE}: discard the upload."""
     upload = await _resume(api, request, name, uuid)

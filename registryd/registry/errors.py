@@ -21,6 +21,8 @@ class RegistryError(Exception):
 
     code = "UNKNOWN"
     message = "unknown error"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """Extra response headers the answer carries (an authentication challenge, say)."""
 
     def __init__(self, detail: Any = None, message: str | None = None) -> None:
         self.detail = detail

@@ -1,0 +1,1 @@
+"""Who may do what: access controllers (htpasswd, token, silly), access rules, and their seam."""
