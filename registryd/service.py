@@ -322,6 +322,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
         reactor = globalReactor
     from registryd.api.app import RegistryAPI
     from registryd.api.settings import APISettings
+    from registryd.auth.controllers import accessControllerFor
     from registryd.plugins import createStorageDriver
     from registryd.registry.core import Registry
     from registryd.web.site import RegistrySite
@@ -354,6 +355,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
         secret=_secret(config),
         redirectDisabled=storage.redirectDisabled,
         health=health,
+        accessController=accessControllerFor(config.auth, reactor),
     )
     api = RegistryAPI(registry, settings)
     resource: IResource = api.resource()

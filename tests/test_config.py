@@ -79,10 +79,12 @@ class ConfigTestCase(TestCase):
 class DistributionConfigTests(ConfigTestCase):
     """Configurations written for distribution load as they are."""
 
-    def test_debian_shipped_config_stops_only_at_auth(self) -> None:
-        """Debian's file is refused at auth.htpasswd (not supported yet), nothing earlier."""
-        error = self.assertKeyError(DEBIAN_SHIPPED, ("auth", "htpasswd"))
-        self.assertIn("not supported yet", str(error))
+    def test_debian_shipped_config_loads(self) -> None:
+        """Debian's file, auth.htpasswd included, loads as it is."""
+        config = self.loadText(DEBIAN_SHIPPED)
+        self.assertEqual(config.auth.method, "htpasswd")
+        self.assertEqual(config.auth.htpasswd.realm, "basic-realm")
+        self.assertEqual(config.auth.htpasswd.path, "/etc/docker/registry")
 
     def test_debian_shipped_config_without_auth_loads(self) -> None:
         document = yaml.safe_load(DEBIAN_SHIPPED)
@@ -105,7 +107,7 @@ class DistributionConfigTests(ConfigTestCase):
             raise self.skipTest("docker-registry is not installed")
         with open(DEBIAN_CONFIG, encoding="utf-8") as f:
             self.assertEqual(yaml.safe_load(f), yaml.safe_load(DEBIAN_SHIPPED))
-        self.assertRaises(ConfigError, load, DEBIAN_CONFIG, {})
+        self.assertEqual(load(DEBIAN_CONFIG, {}).auth.method, "htpasswd")
 
     def test_example_config_loads(self) -> None:
         here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -242,8 +244,6 @@ class ErrorTests(ConfigTestCase):
 
     def test_later_features_are_refused_by_name(self) -> None:
         for text, keyPath in [
-            ("auth:\n  htpasswd: {realm: r, path: /p}\n", ("auth", "htpasswd")),
-            ("auth:\n  silly:\n", ("auth", "silly")),
             ("notifications:\n  endpoints: []\n", ("notifications", "endpoints")),
             ("proxy:\n  remoteurl: https://registry-1.docker.io\n", ("proxy", "remoteurl")),
             ("redis:\n  addrs: [localhost:6379]\n", ("redis", "addrs")),
@@ -372,7 +372,9 @@ class EnvironmentTests(ConfigTestCase):
         self.assertIn("REGISTRY_HTTP_RELATIVEURLS", str(error))
 
     def test_unsupported_feature_from_environment(self) -> None:
-        error = self.assertKeyError(MINIMAL, ("auth", "htpasswd"), {"REGISTRY_AUTH_HTPASSWD_REALM": "r"})
+        error = self.assertKeyError(
+            MINIMAL, ("proxy", "remoteurl"), {"REGISTRY_PROXY_REMOTEURL": "https://r"}
+        )
         self.assertIn("not supported yet", str(error))
 
     def test_config_path_from_environment(self) -> None:
@@ -445,3 +447,51 @@ class ParserTests(TestCase):
         self.assertEqual(endpointDescription("/run/registry.sock", "unix"), "unix:/run/registry.sock")
         self.assertRaises(ConfigError, endpointDescription, "[::1]:5000", "tcp4")
         self.assertRaises(ConfigError, endpointDescription, "::1:5000")
+
+
+class AuthConfigTests(ConfigTestCase):
+    """The auth section: one method, distribution's keys, errors naming the key."""
+
+    def test_htpasswd(self) -> None:
+        config = self.loadText(self.withSection("auth:\n  htpasswd: {realm: r, path: /p, access: /a.yml}\n"))
+        self.assertEqual((config.auth.htpasswd.realm, config.auth.htpasswd.path), ("r", "/p"))
+        self.assertEqual(config.auth.htpasswd.access, "/a.yml")
+        self.assertEqual(config.auth.method, "htpasswd")
+
+    def test_token(self) -> None:
+        config = self.loadText(
+            self.withSection(
+                "auth:\n  token:\n    realm: https://auth/token\n    service: reg\n    issuer: iss\n"
+                "    rootcertbundle: /certs.pem\n    signingalgorithms: [RS256, ES256]\n"
+                "    autoredirect: true\n"
+            )
+        )
+        token = config.auth.token
+        self.assertEqual((token.realm, token.service, token.issuer), ("https://auth/token", "reg", "iss"))
+        self.assertEqual(token.signingAlgorithms, ("RS256", "ES256"))
+        self.assertTrue(token.autoRedirect)
+        self.assertIsNone(token.jwks)
+
+    def test_silly(self) -> None:
+        config = self.loadText(self.withSection("auth:\n  silly: {realm: r, service: s}\n"))
+        self.assertEqual(config.auth.method, "silly")
+
+    def test_no_auth(self) -> None:
+        self.assertIsNone(self.loadText(MINIMAL).auth.method)
+
+    def test_errors_name_the_key(self) -> None:
+        for text, keyPath in [
+            ("auth:\n  htpasswd: {path: /p}\n", ("auth", "htpasswd", "realm")),
+            ("auth:\n  htpasswd: {realm: r}\n", ("auth", "htpasswd", "path")),
+            ("auth:\n  htpasswd: {realm: r, path: /p, users: 3}\n", ("auth", "htpasswd", "users")),
+            ("auth:\n  htpasswd: {realm: r, path: [1]}\n", ("auth", "htpasswd", "path")),
+            ("auth:\n  token: {realm: r, service: s, issuer: i}\n", ("auth", "token", "rootcertbundle")),
+            ("auth:\n  token: {realm: r, issuer: i, jwks: /j}\n", ("auth", "token", "service")),
+            (
+                "auth:\n  token: {realm: r, service: s, issuer: i, jwks: /j, autoredirect: maybe}\n",
+                ("auth", "token", "autoredirect"),
+            ),
+            ("auth:\n  kerberos: {}\n", ("auth", "kerberos")),
+            ("auth:\n  htpasswd: {realm: r, path: /p}\n  silly: {realm: r, service: s}\n", ("auth",)),
+        ]:
+            self.assertKeyError(self.withSection(text), keyPath)

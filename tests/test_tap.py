@@ -82,10 +82,13 @@ class TwistdProcessTests(TestCase):
     def test_bad_config_one_line_and_nonzero_exit(self) -> None:
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
-            f.write("version: 0.1\nstorage: inmemory\nauth:\n  htpasswd: {realm: r, path: /x}\n")
+            f.write("version: 0.1\nstorage: inmemory\nproxy:\n  remoteurl: https://upstream\n")
         result = self.twistd("registryd", "--config", path)
         self.assertNotEqual(result.returncode, 0)
-        self.assertIn("auth.htpasswd: authentication is not supported yet", result.stdout + result.stderr)
+        self.assertIn(
+            "proxy.remoteurl: the pull-through cache (proxy) is not supported yet",
+            result.stdout + result.stderr,
+        )
         self.assertNotIn("Traceback", result.stdout + result.stderr)
         self.assertEqual(
             len((result.stdout + result.stderr).strip().splitlines()), 1, result.stdout + result.stderr

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from registryd.config import parsers
+from registryd.config.auth import AuthConfig, parseAuth
 from registryd.config.errors import ConfigError
 from registryd.config.health import HealthConfig, parseHealth
 from registryd.config.http import HTTPConfig, parseHTTP
@@ -15,7 +16,7 @@ from registryd.config.storage import StorageConfig, parseStorage
 from registryd.config.unsupported import UNSUPPORTED_SECTIONS, checkUnsupported
 
 VERSION = "0.1"
-SECTIONS = ("version", "log", "loglevel", "storage", "http", "health", *UNSUPPORTED_SECTIONS)
+SECTIONS = ("version", "log", "loglevel", "storage", "http", "health", "auth", *UNSUPPORTED_SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Configuration:
     log: LogConfig = field(default_factory=LogConfig)
     http: HTTPConfig = field(default_factory=HTTPConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     path: str | None = None
 
 
@@ -52,6 +54,7 @@ def parseDocument(document: object, path: str | None = None) -> Configuration:
         storage=parseStorage(values.get("storage")),
         http=parseHTTP(values.get("http")),
         health=parseHealth(values.get("health")),
+        auth=parseAuth(values.get("auth")),
         path=path,
     )
 
@@ -65,4 +68,5 @@ def asDocument(configuration: Configuration) -> Mapping[str, Any]:
         "http.prefix": configuration.http.prefix or "/",
         "storage.delete.enabled": configuration.storage.deleteEnabled,
         "storage.maintenance.readonly.enabled": configuration.storage.readOnly,
+        "auth": configuration.auth.method or "none",
     }
