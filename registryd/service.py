@@ -235,8 +235,11 @@ class DrainingService(StreamServerEndpointService):
     requests in flight up to C{http.draintimeout} to finish before dropping them.
     """
 
-    def __init__(self, endpoint: Any, site: Site, drainTimeout: float, clock: IReactorTime) -> None:
-        super().__init__(endpoint, site)
+    def __init__(
+        self, endpoint: Any, site: Site, drainTimeout: float, clock: IReactorTime, factory: Any = None
+    ) -> None:
+        # factory: what listens, when it wraps the site (TLS); connections are tracked at the site.
+        super().__init__(endpoint, site if factory is None else factory)
         self._drainTimeout = drainTimeout
         self._clock = clock
         self.connections: set[Any] = set()
@@ -366,12 +369,24 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
         site.log = lambda request: None  # type: ignore[method-assign]
 
     endpoint = serverFromString(reactor, config.http.endpoint())
-    listener = DrainingService(endpoint, site, config.http.drainTimeout, reactor)
+    tls: Any = None
+    if config.http.tls is not None:
+        from registryd.reload import ReloadHook
+        from registryd.web.tls import ReloadingContextFactory, tlsFactory
+
+        contextFactory = ReloadingContextFactory(config.http.tls, reactor)  # ConfigError names the file's key
+        tls = tlsFactory(contextFactory, site)
+        ReloadHook(contextFactory.reload).setServiceParent(top)
+    listener = DrainingService(endpoint, site, config.http.drainTimeout, reactor, factory=tls)
     listener.setName("http")
     listener.setServiceParent(top)
+    from registryd.reload import SIGHUPService
+
+    SIGHUPService(reactor).setServiceParent(top)
     log.info(
-        "registryd on {endpoint} with {driver} storage (delete {delete}, read-only {readonly})",
+        "registryd on {endpoint}{tls} with {driver} storage (delete {delete}, read-only {readonly})",
         endpoint=config.http.endpoint(),
+        tls=" (TLS)" if tls is not None else "",
         driver=storage.driver,
         delete="enabled" if storage.deleteEnabled else "disabled",
         readonly="yes" if storage.readOnly else "no",

@@ -253,7 +253,6 @@ class ErrorTests(ConfigTestCase):
             ("compatibility:\n  schema1: {enabled: true}\n", ("compatibility", "schema1")),
             ("catalog:\n  maxentries: 10\n", ("catalog", "maxentries")),
             ("tags:\n  maxtags: 10\n", ("tags", "maxtags")),
-            ("http:\n  tls: {certificate: /c, key: /k}\n", ("http", "tls")),
             ('http:\n  debug: {addr: "localhost:5001"}\n', ("http", "debug")),
             ("http:\n  http2: {disabled: true}\n", ("http", "http2")),
             ("http:\n  h2c: {enabled: true}\n", ("http", "h2c")),

@@ -7,11 +7,11 @@ from typing import Any
 
 from registryd.config import parsers
 from registryd.config.errors import ConfigError
+from registryd.config.tls import TLSConfig, parseTLS
 
 NETWORKS = ("tcp", "tcp4", "tcp6", "unix")
 
 _UNSUPPORTED = {
-    "tls": "TLS (put a TLS-terminating proxy in front for now)",
     "debug": "the debug server",
     "http2": "HTTP/2",
     "h2c": "HTTP/2 cleartext (h2c)",
@@ -30,6 +30,7 @@ class HTTPConfig:
     secret: str | None = None
     headers: dict[str, list[str]] = field(default_factory=dict)
     drainTimeout: float = 0.0
+    tls: TLSConfig | None = None
 
     def endpoint(self) -> str:
         """The server endpoint description for L{serverFromString}, e.g. C{tcp:5000:interface=127.0.0.1}."""
@@ -101,7 +102,18 @@ def parseHTTP(section: object) -> HTTPConfig:
     values = parsers.mapping(section, ["http"])
     parsers.onlyKeys(
         values,
-        ("addr", "net", "prefix", "host", "secret", "relativeurls", "draintimeout", "headers", *_UNSUPPORTED),
+        (
+            "addr",
+            "net",
+            "prefix",
+            "host",
+            "secret",
+            "relativeurls",
+            "draintimeout",
+            "headers",
+            "tls",
+            *_UNSUPPORTED,
+        ),
         ["http"],
     )
     for key, what in _UNSUPPORTED.items():
@@ -141,4 +153,5 @@ def parseHTTP(section: object) -> HTTPConfig:
         secret=secret,
         headers=_headers(values.get("headers")),
         drainTimeout=optional("draintimeout", lambda v, p: parsers.duration(v, p, bareUnit=1e-9), 0.0),
+        tls=parseTLS(values.get("tls")),
     )
