@@ -15,6 +15,7 @@ step for the next request.
 
 from __future__ import annotations
 
+import uuid
 from collections import deque
 from typing import Any
 
@@ -177,6 +178,11 @@ class RegistryRequest(Request):
     _earlyDispatch = False
     _finishWhenBodyEnds = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Names the request in logs and in notification events (distribution's request.id).
+        self.requestID = str(uuid.uuid4())
+
     def gotLength(self, length: int | None) -> None:
         channel = self.channel
         if length == 0 or not hasattr(channel, "_command"):
@@ -234,3 +240,12 @@ class RegistryRequest(Request):
         if isinstance(body, StreamingBody):
             body.lose(reason)
         super().connectionLost(reason)
+
+
+def requestIDOf(request: Any) -> str:
+    """The id of a request (made here for requests a L{RegistryRequest} did not carry, e.g. in tests)."""
+    requestID = getattr(request, "requestID", None)
+    if requestID is None:
+        requestID = str(uuid.uuid4())
+        request.requestID = requestID
+    return requestID
