@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime
 import http.client
 import os
+import shutil
 import signal
 import socket
 import ssl
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +110,10 @@ class TLSTestCase(unittest.TestCase):
 
     def config(self, tls: dict, net: str = "tcp") -> Any:
         if net == "unix":
-            self.address: Any = str(self.directory / "registry.sock")
+            # A unix socket path must be short (108 bytes): trial's temporary directories may not be.
+            socketDirectory = tempfile.mkdtemp(prefix="registryd-tls-")
+            self.addCleanup(shutil.rmtree, socketDirectory, True)
+            self.address: Any = os.path.join(socketDirectory, "registry.sock")
             addr = self.address
         else:
             self.address = ("127.0.0.1", freePort())
