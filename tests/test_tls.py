@@ -289,6 +289,36 @@ class VersionAndCipherTests(TLSTestCase):
         exchange = await self.fetch(clientContext(self.ca))
         self.assertEqual((exchange.status, exchange.version), (200, "TLSv1.3"))
 
+    async def test_minimum_tls10_with_cbc_suites_serves_a_tls10_client(self) -> None:
+        self.start(
+            {
+                **self.writeServer(self.ca.server(keyKind="rsa")),
+                "minimumtls": "tls1.0",
+                "ciphersuites": [
+                    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+                    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                ],
+            }
+        )
+        context = clientContext(self.ca, ciphers="ECDHE-RSA-AES128-SHA:@SECLEVEL=0")
+        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1
+        exchange = await self.fetch(context)
+        self.assertEqual((exchange.status, exchange.version), (200, "TLSv1"))
+
+    async def test_default_minimum_refuses_a_tls10_client(self) -> None:
+        self.start(
+            {
+                **self.writeServer(self.ca.server(keyKind="rsa")),
+                "ciphersuites": [
+                    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA",
+                    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                ],
+            }
+        )
+        context = clientContext(self.ca, ciphers="ECDHE-RSA-AES128-SHA:@SECLEVEL=0")
+        context.minimum_version = context.maximum_version = ssl.TLSVersion.TLSv1
+        await self.assertRefused(context)
+
     async def test_default_minimum_accepts_tls12(self) -> None:
         self.start(self.writeServer(self.ca.server()))
         exchange = await self.fetch(clientContext(self.ca, maximum=ssl.TLSVersion.TLSv1_2))

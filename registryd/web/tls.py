@@ -147,7 +147,7 @@ def _build(config: TLSConfig, keyPath: Sequence[str] = KEY_PATH) -> tuple[SSL.Co
     return context, chain[0]
 
 
-def _reason(error: SSL.Error) -> str:
+def _reason(error: Exception) -> str:
     """OpenSSL's reason strings from an error, for a one-line message."""
     reasons = [entry[-1] for entry in error.args[0] if isinstance(entry, tuple)] if error.args else []
     return "; ".join(reasons) or str(error)
