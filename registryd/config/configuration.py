@@ -12,11 +12,22 @@ from registryd.config.errors import ConfigError
 from registryd.config.health import HealthConfig, parseHealth
 from registryd.config.http import HTTPConfig, parseHTTP
 from registryd.config.log import LogConfig, parseLog
+from registryd.config.notifications import NotificationsConfig, parseNotifications
 from registryd.config.storage import StorageConfig, parseStorage
 from registryd.config.unsupported import UNSUPPORTED_SECTIONS, checkUnsupported
 
 VERSION = "0.1"
-SECTIONS = ("version", "log", "loglevel", "storage", "http", "health", "auth", *UNSUPPORTED_SECTIONS)
+SECTIONS = (
+    "version",
+    "log",
+    "loglevel",
+    "storage",
+    "http",
+    "health",
+    "auth",
+    "notifications",
+    *UNSUPPORTED_SECTIONS,
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +40,7 @@ class Configuration:
     http: HTTPConfig = field(default_factory=HTTPConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     path: str | None = None
 
 
@@ -55,6 +67,7 @@ def parseDocument(document: object, path: str | None = None) -> Configuration:
         http=parseHTTP(values.get("http")),
         health=parseHealth(values.get("health")),
         auth=parseAuth(values.get("auth")),
+        notifications=parseNotifications(values.get("notifications")),
         path=path,
     )
 
@@ -69,4 +82,5 @@ def asDocument(configuration: Configuration) -> Mapping[str, Any]:
         "storage.delete.enabled": configuration.storage.deleteEnabled,
         "storage.maintenance.readonly.enabled": configuration.storage.readOnly,
         "auth": configuration.auth.method or "none",
+        "notifications.endpoints": [e.name for e in configuration.notifications.endpoints if not e.disabled],
     }

@@ -13,7 +13,6 @@ from registryd.config import parsers
 
 # section -> what it is, for the message.
 UNSUPPORTED_SECTIONS = {
-    "notifications": "notifications",
     "proxy": "the pull-through cache (proxy)",
     "redis": "redis",
     "middleware": "middleware",
