@@ -33,6 +33,7 @@ from registryd.registry.errors import (
 
 if TYPE_CHECKING:
     from registryd.api.app import RegistryAPI
+    from registryd.notifications.bridge import RequestEvents, SilentEvents
 
 log = Logger(namespace="registryd.api")
 
@@ -227,6 +228,11 @@ def _requestOrigin(request: IRequest) -> tuple[str, str]:
     if forwardedHost and forwardedHost.split(",", 1)[0].strip():
         host = forwardedHost.split(",", 1)[0].strip()
     return scheme, host
+
+
+def eventsFor(api: RegistryAPI, request: IRequest) -> RequestEvents | SilentEvents:
+    """The request's recorder of notification events (silent when notifications are off)."""
+    return api.settings.events.forRequest(request, lambda path: externalURL(api, request, path))
 
 
 def contentDigestHeaders(request: IRequest, digest: str) -> None:

@@ -11,7 +11,7 @@ from twisted.web.iweb import IRequest
 
 from registryd.api import access as needs
 from registryd.api.answers import emptyAnswer
-from registryd.api.base import contentDigestHeaders, endpoint, etagMatches, header
+from registryd.api.base import contentDigestHeaders, endpoint, etagMatches, eventsFor, header
 from registryd.api.download import sendContent
 from registryd.api.errors import writeError
 from registryd.registry.errors import RangeInvalid
@@ -57,6 +57,9 @@ async def getBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -
     """C{GET}/C{HEAD}: the blob's bytes (or a redirect to where the driver serves them)."""
     blobs = api.registry.repository(name).blobs
     descriptor = await blobs.stat(digest)
+    # distribution's pull event: GET and HEAD alike, also a redirect, a range or a 304
+    # (sent only if the request answers successfully).
+    eventsFor(api, request).blobPulled(name, descriptor)
     contentDigestHeaders(request, descriptor.digest)
     if not api.settings.redirectDisabled:
         url = await blobs.redirectURL(request.method.decode("ascii"), descriptor.digest)
@@ -100,5 +103,6 @@ async def getBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -
 async def deleteBlob(api: RegistryAPI, request: IRequest, name: str, digest: str) -> bytes | None:
     """C{DELETE}: unlink the blob from the repository (garbage collection frees the bytes)."""
     await api.registry.repository(name).blobs.delete(digest)
+    eventsFor(api, request).blobDeleted(name, digest)
     request.setHeader(b"Docker-Content-Digest", digest.encode("utf-8"))
     return emptyAnswer(request, 202)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from registryd.auth.interfaces import IAccessController
+from registryd.notifications.bridge import EventBridge, NoEvents
 
 
 def _noProblem() -> str | None:
@@ -31,6 +32,8 @@ class APISettings:
     @ivar health: returns the reason of a failing health check, or None when healthy;
         while it fails, API requests get 503 UNAVAILABLE.
     @ivar accessController: the L{IAccessController} of C{auth}, or None for an open registry.
+    @ivar events: where requests record their notification events: an L{EventBridge} when
+        C{notifications} has endpoints, else L{NoEvents} (nothing is recorded).
     """
 
     prefix: str = ""
@@ -41,6 +44,7 @@ class APISettings:
     redirectDisabled: bool = False
     health: Callable[[], str | None] = _noProblem
     accessController: IAccessController | None = None
+    events: EventBridge | NoEvents = field(default_factory=NoEvents)
 
     def __post_init__(self) -> None:
         # "/registry/" and "registry" both mean "/registry": URLs are built by appending "/v2/...".

@@ -14,7 +14,7 @@ from twisted.web.iweb import IRequest
 
 from registryd.api import access as needs
 from registryd.api.answers import emptyAnswer
-from registryd.api.base import contentLength, contentRange, endpoint, externalURL, header, queryArg
+from registryd.api.base import contentLength, contentRange, endpoint, eventsFor, externalURL, header, queryArg
 from registryd.api.state import UploadState, packState, unpackState
 from registryd.registry.errors import (
     BlobUnknown,
@@ -111,12 +111,14 @@ async def startUpload(api: RegistryAPI, request: IRequest, name: str) -> bytes |
     blobs = api.registry.repository(name).blobs
     mount = queryArg(request, "mount")
     if mount is not None:
+        source = queryArg(request, "from") or None
         try:
-            descriptor = await blobs.mount(mount, queryArg(request, "from") or None)
+            descriptor = await blobs.mount(mount, source)
         except (BlobUnknown, NameInvalid, NameUnknown) as e:
             # The spec: a registry that cannot mount starts an upload session instead.
             log.debug("cannot mount {digest} into {name}: {error}", digest=mount, name=name, error=e)
         else:
+            eventsFor(api, request).blobMounted(name, descriptor, source)
             return _created(api, request, name, descriptor.digest)
 
     digest = queryArg(request, "digest")
@@ -133,6 +135,7 @@ async def startUpload(api: RegistryAPI, request: IRequest, name: str) -> bytes |
     except (Exception, CancelledError):
         await _discard(upload)
         raise
+    eventsFor(api, request).blobPushed(name, descriptor)
     return _created(api, request, name, descriptor.digest)
 
 
@@ -171,6 +174,7 @@ async def finishUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str
     if contentLength(request) != 0 or header(request, "Content-Range") is not None:
         await _writeChunk(api, request, name, upload)
     descriptor = await upload.commit(digest)
+    eventsFor(api, request).blobPushed(name, descriptor)
     return _created(api, request, name, descriptor.digest)
 
 
