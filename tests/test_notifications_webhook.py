@@ -37,6 +37,7 @@ class Receiver(Resource):
         self.hang = hang
         self.requests: list[tuple[Any, bytes]] = []
         self.hanging: list[Any] = []
+        self.codes: list[int] = []
         self._waiting: list[tuple[int, Deferred]] = []
 
     def start(self, case: TestCase) -> str:
@@ -61,7 +62,9 @@ class Receiver(Resource):
         if self.hang:
             self.hanging.append(request)
             return NOT_DONE_YET
-        request.setResponseCode(self.statuses.pop(0) if self.statuses else 200)
+        code = self.statuses.pop(0) if self.statuses else 200
+        self.codes.append(code)
+        request.setResponseCode(code)
         return b"thanks"
 
     def received(self, count: int) -> Deferred:
@@ -74,8 +77,13 @@ class Receiver(Resource):
         return d
 
     def events(self) -> list[dict[str, Any]]:
-        """Every event received, in arrival order."""
-        return [event for _, body in self.requests for event in json.loads(body)["events"]]
+        """Every event received and answered with success, in arrival order."""
+        return [
+            event
+            for (_, body), code in zip(self.requests, self.codes, strict=False)
+            if code < 400
+            for event in json.loads(body)["events"]
+        ]
 
 
 class HTTPSinkTests(TestCase):
