@@ -355,6 +355,10 @@ class ClaimTests(TokenTestCase):
     async def test_missing_exp_is_invalid(self) -> None:
         await self.assertInvalid(self.mint(PULL, exp=None))
 
+    async def test_non_finite_exp_or_nbf_is_invalid(self) -> None:
+        await self.assertInvalid(self.mint(PULL, exp=float("inf")))
+        await self.assertInvalid(self.mint(PULL, nbf=float("nan")))
+
     async def test_expiry_leeway_edges(self) -> None:
         token = self.mint(PULL, lifetime=10)
         self.clock.advance(70)  # exp + 60 s: still within the leeway

@@ -11,6 +11,7 @@ C{error="insufficient_scope"}. All three are 401, as in distribution.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,7 +75,8 @@ def signingAlgorithms(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    # Python's json reads NaN and Infinity, which would pass every comparison made with them.
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def grantedActions(claims: Mapping[str, Any]) -> dict[tuple[str, str], set[str]]:
