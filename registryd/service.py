@@ -1,7 +1,7 @@
 """
 Assembling a running registry from its configuration: the storage driver, the core, the
 HTTP API under its prefix, the listener, and the background services (storage health
-check, upload purging).
+check, upload purging, notifications).
 """
 
 from __future__ import annotations
@@ -326,6 +326,9 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     from registryd.api.app import RegistryAPI
     from registryd.api.settings import APISettings
     from registryd.auth.controllers import accessControllerFor
+    from registryd.notifications.bridge import EventBridge, NoEvents
+    from registryd.notifications.endpoints import notificationServiceFor
+    from registryd.notifications.events import EventBuilder, sourceRecord
     from registryd.plugins import createStorageDriver
     from registryd.registry.core import Registry
     from registryd.web.site import RegistrySite
@@ -350,6 +353,18 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
             purger.setName("storage.maintenance.uploadpurging")
             purger.setServiceParent(top)
 
+    # Before the listener: started before requests come, stopped after they drained, so
+    # every event of an answered request reaches the queue.
+    events: EventBridge | NoEvents = NoEvents()
+    notifications = notificationServiceFor(config.notifications, reactor)
+    if notifications is not None:
+        notifications.setName("notifications")
+        notifications.setServiceParent(top)
+        builder = EventBuilder(
+            source=sourceRecord(config.http.addr), includeReferences=config.notifications.includeReferences
+        )
+        events = EventBridge(builder, notifications.broadcast)
+
     settings = APISettings(
         prefix=config.http.prefix,
         host=config.http.host,
@@ -359,6 +374,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
         redirectDisabled=storage.redirectDisabled,
         health=health,
         accessController=accessControllerFor(config.auth, reactor),
+        events=events,
     )
     api = RegistryAPI(registry, settings)
     resource: IResource = api.resource()
