@@ -28,6 +28,20 @@ class UploadPurgingConfig:
 
 
 @dataclass(frozen=True)
+class GarbageCollectionConfig:
+    """
+    C{storage.maintenance.gc}, registryd's own key: garbage collection on a schedule inside the
+    daemon (off by default), with the same choices as C{registryd garbage-collect}.
+    """
+
+    enabled: bool = False
+    interval: float = 24 * 3600.0
+    dryRun: bool = False
+    deleteUntagged: bool = False
+    gracePeriod: float = 3600.0
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """Which driver holds the bytes, its parameters, and the storage-wide switches."""
 
@@ -37,6 +51,7 @@ class StorageConfig:
     redirectDisabled: bool = False
     readOnly: bool = False
     uploadPurging: UploadPurgingConfig = field(default_factory=UploadPurgingConfig)
+    gc: GarbageCollectionConfig = field(default_factory=GarbageCollectionConfig)
     # The blob descriptor cache: distribution keeps digest -> (size, media type) in memory
     # to spare storage round trips. registryd's core always keeps a bounded in-memory cache
     # of what it learns about immutable content (registryd.registry.cache), which is what
@@ -66,6 +81,25 @@ def _parsePurging(value: object) -> UploadPurgingConfig:
     )
 
 
+def _parseGarbageCollection(value: object) -> GarbageCollectionConfig:
+    path = ["storage", "maintenance", "gc"]
+    values = parsers.mapping(value, path)
+    parsers.onlyKeys(values, ("enabled", "interval", "dryrun", "deleteuntagged", "graceperiod"), path)
+    defaults = GarbageCollectionConfig()
+    interval = parsers.optional(values, "interval", parsers.duration, defaults.interval, path)
+    if interval <= 0:
+        raise ConfigError("must be a positive duration", [*path, "interval"])
+    return GarbageCollectionConfig(
+        enabled=parsers.optional(values, "enabled", parsers.boolean, defaults.enabled, path),
+        interval=interval,
+        dryRun=parsers.optional(values, "dryrun", parsers.boolean, defaults.dryRun, path),
+        deleteUntagged=parsers.optional(
+            values, "deleteuntagged", parsers.boolean, defaults.deleteUntagged, path
+        ),
+        gracePeriod=parsers.optional(values, "graceperiod", parsers.duration, defaults.gracePeriod, path),
+    )
+
+
 def parseStorage(section: object) -> StorageConfig:
     """Read the storage section; a bare driver name (C{storage: inmemory}) is accepted as in distribution."""
     if isinstance(section, str):
@@ -92,13 +126,14 @@ def parseStorage(section: object) -> StorageConfig:
     redirectDisabled = parsers.optional(redirect, "disable", parsers.boolean, False, ["storage", "redirect"])
 
     maintenance = _section(storage, "maintenance")
-    parsers.onlyKeys(maintenance, ("uploadpurging", "readonly"), ["storage", "maintenance"])
+    parsers.onlyKeys(maintenance, ("uploadpurging", "readonly", "gc"), ["storage", "maintenance"])
     readonly = parsers.mapping(maintenance.get("readonly"), ["storage", "maintenance", "readonly"])
     parsers.onlyKeys(readonly, ("enabled",), ["storage", "maintenance", "readonly"])
     readOnly = parsers.optional(
         readonly, "enabled", parsers.boolean, False, ["storage", "maintenance", "readonly"]
     )
     purging = _parsePurging(maintenance.get("uploadpurging"))
+    gc = _parseGarbageCollection(maintenance.get("gc"))
 
     cache = _section(storage, "cache")
     parsers.onlyKeys(cache, ("blobdescriptor", "blobdescriptorsize", "layerinfo"), ["storage", "cache"])
@@ -138,6 +173,7 @@ def parseStorage(section: object) -> StorageConfig:
         redirectDisabled=redirectDisabled,
         readOnly=readOnly,
         uploadPurging=purging,
+        gc=gc,
         blobDescriptorCache=blobDescriptorCache,
         blobDescriptorCacheSize=cacheSize,
     )

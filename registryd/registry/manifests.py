@@ -106,15 +106,60 @@ class Manifests:
                 raise ManifestBlobUnknown(detail={"digest": child, "reason": "index child manifest unknown"})
 
         driver = self._registry.driver
+        revisionIsNew = await layout.readLink(driver, layout.revisionLinkPath(self._name, digest)) is None
+        previousTag = None
+        if tag is not None:
+            previousTag = await layout.readLink(driver, layout.tagCurrentLinkPath(self._name, tag))
         if await storedSize(self._registry, digest) != len(content):
             await driver.putContent(layout.blobDataPath(digest), content)
         await layout.writeLink(driver, layout.revisionLinkPath(self._name, digest), digest)
         if tag is not None:
             await layout.writeLink(driver, layout.tagIndexLinkPath(self._name, tag, digest), digest)
             await layout.writeLink(driver, layout.tagCurrentLinkPath(self._name, tag), digest)
+        missing = await self._missingAfterWrite(digest, parsed.blobs, parsed.children)
+        if missing is not None:
+            await self._takeBack(digest, tag, revisionIsNew, previousTag)
+            raise ManifestBlobUnknown(
+                detail={"digest": missing, "reason": "removed by garbage collection during the push"}
+            )
         self._registry.rememberManifest(digest, content, parsed.info)
         self.log.debug("stored manifest {repository}@{digest}", repository=self._name, digest=digest)
         return Manifest(digest, len(content), parsed.info.mediaType, content), parsed.info.subject
+
+    async def _missingAfterWrite(
+        self, digest: str, blobs: tuple[str, ...], children: tuple[str, ...]
+    ) -> str | None:
+        """
+        The garbage collection race guard (L{registryd.gc.collector}): with this push's links
+        written, a collector that sets anything aside from now on sees them and puts it back, so
+        only what it took before can be missing. @return: the first missing digest, or None.
+        """
+        driver = self._registry.driver
+        if await layout.readLink(driver, layout.revisionLinkPath(self._name, digest)) is None:
+            return digest
+        for blob in (digest, *blobs, *children):
+            if await storedSize(self._registry, blob) is None:
+                return blob
+        for child in children:
+            if await layout.readLink(driver, layout.revisionLinkPath(self._name, child)) is None:
+                return child
+        return None
+
+    async def _takeBack(
+        self, digest: str, tag: str | None, revisionIsNew: bool, previousTag: str | None
+    ) -> None:
+        """Undo what a push that lost the race with garbage collection wrote: its tag, its new revision."""
+        driver = self._registry.driver
+        if tag is not None and previousTag != digest:
+            if previousTag is None:
+                await layout.deleteIfPresent(driver, layout.tagPath(self._name, tag))
+            else:
+                await layout.writeLink(driver, layout.tagCurrentLinkPath(self._name, tag), previousTag)
+        if revisionIsNew:
+            await layout.deleteIfPresent(driver, layout.revisionLinkDirectory(self._name, digest))
+            if tag is not None:
+                indexEntry = layout.tagIndexLinkPath(self._name, tag, digest).rsplit("/", 1)[0]
+                await layout.deleteIfPresent(driver, indexEntry)
 
     def delete(self, reference: str) -> Deferred:
         """Remove a revision and the tags pointing at it, or one tag. @return: Deferred firing None."""
