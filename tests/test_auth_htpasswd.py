@@ -544,6 +544,7 @@ class BasicCredentialsTests(unittest.TestCase):
     def test_well_formed(self) -> None:
         self.assertEqual(basicCredentials(basic("alice", "p:w").encode()), ("alice", b"p:w"))
         self.assertEqual(basicCredentials(b"basic " + base64.b64encode(b"a:")), ("a", b""))
+        self.assertEqual(basicCredentials(b"Basic " + base64.b64encode(b":")), ("", b""))
 
     def test_malformed_is_none(self) -> None:
         for value in [
@@ -553,7 +554,6 @@ class BasicCredentialsTests(unittest.TestCase):
             b"Basic ",
             b"Basic !!!notbase64",
             b"Basic " + base64.b64encode(b"no colon"),
-            b"Basic " + base64.b64encode(b":nouser"),
             b"Basic " + base64.b64encode(b"\xff\xfe:pw"),
             b"Bearer " + base64.b64encode(b"alice:pw"),
             b"Digest username=alice",
@@ -619,6 +619,12 @@ class ControllerAPITests(unittest.TestCase):
             "",
         ]:
             self.assertChallenged(await self.client.get("/v2/", headers={"Authorization": value}))
+
+    async def test_empty_credentials_without_access_rules_are_challenged(self) -> None:
+        self.assertChallenged(await self.client.get("/v2/", headers={"Authorization": basic("", "")}))
+        self.assertChallenged(
+            await self.client.get("/v2/a/tags/list", headers={"Authorization": basic("", "")})
+        )
 
     async def test_non_utf8_password_is_just_wrong(self) -> None:
         raw = b"Basic " + base64.b64encode(b"alice:\xff\xfe")

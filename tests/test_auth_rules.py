@@ -256,8 +256,23 @@ class RulesThroughTheAPITests(unittest.TestCase):
             self.assertEqual(answer.code, 401, path)
             self.assertEqual(answer.header("WWW-Authenticate"), 'Basic realm="registry"')
 
-    async def test_the_base_route_is_open_with_anonymous_pull(self) -> None:
-        self.assertEqual((await self.client.get("/v2/")).code, 200)
+    async def test_the_base_route_without_authorization_is_challenged_even_with_anonymous_pull(self) -> None:
+        # Clients learn from this answer how to authenticate; told 200 they never send credentials.
+        answer = await self.client.get("/v2/")
+        self.assertEqual(answer.code, 401)
+        self.assertEqual(answer.header("WWW-Authenticate"), 'Basic realm="registry"')
+
+    async def test_empty_basic_credentials_are_anonymous(self) -> None:
+        """containers/image clients with no credentials answer with an empty user and password."""
+        empty = {"Authorization": basic("", "")}
+        self.assertEqual((await self.client.get("/v2/", headers=empty)).code, 200)
+        self.assertEqual(await self.push("public/base", "alice"), 201)
+        self.assertEqual(
+            (await self.client.head(f"/v2/public/base/blobs/{digestOf(b'layer')}", headers=empty)).code, 200
+        )
+        answer = await self.client.head(f"/v2/team/app/blobs/{digestOf(b'layer')}", headers=empty)
+        self.assertEqual(answer.code, 401)
+        self.assertEqual((await self.client.get("/v2/", headers={"Authorization": basic("", "x")})).code, 401)
 
     async def test_wrong_credentials_are_challenged_even_where_anonymous_may_pull(self) -> None:
         answer = await self.client.get(
@@ -300,6 +315,7 @@ class WithoutAnonymousTests(unittest.TestCase):
         config = HtpasswdConfig("r", str(base / "htpasswd"), str(base / "access.yml"))
         client = APIClient(makeAPI(accessController=controllerFromConfig(config, reactor)))
         self.assertEqual((await client.get("/v2/")).code, 401)
+        self.assertEqual((await client.get("/v2/", headers={"Authorization": basic("", "")})).code, 401)
         self.assertEqual((await client.get("/v2/", headers={"Authorization": basic("alice", "a")})).code, 200)
         answer = await client.post("/v2/a/blobs/uploads/", headers={"Authorization": basic("alice", "a")})
         self.assertEqual(answer.code, 403)

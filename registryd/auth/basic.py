@@ -223,6 +223,7 @@ def basicCredentials(value: bytes | None) -> tuple[str, bytes] | None:
     """
     The (user, password) of an C{Authorization: Basic} header value, or None when it is
     absent, of another scheme, or malformed (bad base64, no colon, a user name not UTF-8).
+    Both may be empty: C{("", b"")} is what containers/image clients send without credentials.
     """
     if not value:
         return None
@@ -234,7 +235,7 @@ def basicCredentials(value: bytes | None) -> tuple[str, bytes] | None:
     except (binascii.Error, ValueError):
         return None
     user, colon, password = decoded.partition(b":")
-    if not colon or not user:
+    if not colon:
         return None
     try:
         return user.decode("utf-8"), password
@@ -250,6 +251,12 @@ class BasicAccessController:
     Without credentials a request is let in only when the rules' C{anonymous} section grants
     everything it needs; otherwise it is challenged (401) so the client sends credentials.
     Wrong or malformed credentials are always challenged, in one same answer.
+
+    C{GET /v2/} without an Authorization header is always challenged, even when anonymous
+    pulls are allowed: clients (containers/image, Docker) learn from that answer whether and
+    how to authenticate, and one told 200 never sends the credentials it has. Without
+    credentials of their own, containers/image clients then send C{Basic} with an empty user
+    and password: that is an anonymous request, and is let in where anonymous requests are.
     """
 
     log = Logger()
@@ -285,13 +292,17 @@ class BasicAccessController:
         rules = self._rules()
         header = request.getHeader(b"Authorization")
         if header is None:
-            if rules is not None and rules.anonymousAllowed(accesses):
+            if accesses and rules is not None and rules.anonymousAllowed(accesses):
                 return ANONYMOUS
             raise self._challenge()
         credentials = basicCredentials(header)
         if credentials is None:
             raise self._challenge()
         user, password = credentials
+        if not user and not password:
+            if rules is not None and rules.anonymousAllowed(accesses):
+                return ANONYMOUS
+            raise self._challenge()
         try:
             await self.checker.requestAvatarId(UsernamePassword(user.encode("utf-8"), password))
         except UnauthorizedLogin:
