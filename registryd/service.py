@@ -353,6 +353,16 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
             purger.setName("storage.maintenance.uploadpurging")
             purger.setServiceParent(top)
 
+    if storage.gc.enabled:
+        if storage.readOnly:
+            log.info("scheduled garbage collection is off while storage.maintenance.readonly is enabled")
+        else:
+            from registryd.gc import ScheduledGarbageCollection
+
+            collection = ScheduledGarbageCollection(Registry(driver), storage.gc, reactor)
+            collection.setName("storage.maintenance.gc")
+            collection.setServiceParent(top)
+
     # Before the listener: started before requests come, stopped after they drained, so
     # every event of an answered request reaches the queue.
     events: EventBridge | NoEvents = NoEvents()

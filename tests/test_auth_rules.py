@@ -357,3 +357,15 @@ class StartUpTests(unittest.TestCase):
         self.assertEqual((await client.delete(f"/v2/a/b/blobs/{digestOf(b'x')}", headers=headers)).code, 202)
         self.assertEqual((await client.get("/v2/_catalog", headers=headers)).code, 200)
         self.assertEqual((await client.get("/v2/")).code, 401)
+
+
+class ShippedExampleTests(unittest.TestCase):
+    def test_the_annotated_example_parses_and_says_what_it_says(self) -> None:
+        path = Path(__file__).resolve().parents[1] / "etc" / "registryd" / "access.yml"
+        rules = parseRules(path.read_bytes(), str(path))
+        self.assertTrue(rules.allows("buildbot", rules.groupsOf("buildbot"), repo("ci/app", "push")))
+        self.assertFalse(rules.allows("buildbot", rules.groupsOf("buildbot"), repo("team/app", "push")))
+        self.assertTrue(rules.allows("carol", rules.groupsOf("carol"), repo("team/a/b", "delete")))
+        self.assertTrue(rules.allows("alice", rules.groupsOf("alice"), CATALOG))
+        self.assertTrue(rules.anonymousAllowed([repo("public/base", "pull")]))
+        self.assertFalse(rules.anonymousAllowed([CATALOG]))

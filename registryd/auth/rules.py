@@ -158,8 +158,8 @@ class AccessRules:
 
     def anonymousAllowed(self, accesses: Sequence[Access]) -> bool:
         """
-        Whether a request without credentials may have all of accesses. With none (C{GET /v2/})
-        that is whether anonymous requests can do anything at all, as public registries answer 200.
+        Whether a request without credentials may have all of accesses. With none (C{GET /v2/}
+        sent with empty Basic credentials) that is whether anonymous requests may do anything.
         """
         if not accesses:
             return bool(self.anonymousPull) or self.anonymousCatalog
