@@ -5,8 +5,12 @@ driven by skopeo with C{--dest-creds}/C{--src-creds}, over plain HTTP and over T
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 import ssl
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +22,14 @@ from tests.support.certificates import Authority
 from tests.support.layouts import OCILayout
 from tests.support.processes import (
     RegistryProcess,
+    distributionCommand,
     freePort,
     registrydCommand,
     registrydEnvironment,
     writeConfig,
 )
 from tests.support.skopeo import Skopeo, SkopeoFailed, compareLayouts
+from tests.support.tools import requireTool
 from tests.test_e2e_tls import TLSRegistryProcess
 
 PASSWORDS = {"alice": "alice-secret", "buildbot": "ci-token", "carol": "carol-pw"}
@@ -163,3 +169,44 @@ class BasicAuthTests(RegistryTestCase):
         out = self.workDirectory() / "out"
         skopeo.run("copy", "--src-cert-dir", str(certificates), "--src-creds", creds, target, f"oci:{out}:v1")
         self.assertIdentical(out)
+
+
+def statusOf(url: str, user: str, password: str) -> int:
+    """The status of GET url with Basic credentials."""
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+class DebianConfigTests(RegistryTestCase):
+    """Debian's config names a directory as auth.htpasswd.path: both registries start, refusing all."""
+
+    def test_a_directory_as_htpasswd_path_starts_like_distribution(self) -> None:
+        binary = requireTool("docker-registry")
+        work = self.workDirectory()
+        directory = work / "etc-docker-registry"
+        directory.mkdir()
+        auth = {"htpasswd": {"realm": "basic-realm", "path": str(directory)}}
+        registries = []
+        for name in ("registryd", "distribution"):
+            port = freePort()
+            config = writeConfig(work / name, work / name / "root", port, extra={"auth": auth})
+            if name == "registryd":
+                command, env = registrydCommand(config), registrydEnvironment()
+            else:
+                command = distributionCommand(config, binary)
+                env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
+            process = RegistryProcess(command, port, work / name / "log", cwd=work, env=env, name=name)
+            self.addCleanup(process.stop)
+            process.start()
+            registries.append(process)
+        ours, theirs = registries
+        self.assertEqual(statusOf(ours.url + "/v2/", "docker", "anything"), 401)
+        # distribution 2.8 answers 400 here (its failed read is no auth challenge); we challenge.
+        self.assertIn(statusOf(theirs.url + "/v2/", "docker", "anything"), (400, 401))
+        self.assertIn("auth.htpasswd.path", ours.logTail())
+        self.assertEqual(list(directory.iterdir()), [])
