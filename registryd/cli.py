@@ -1,12 +1,19 @@
-"""The C{registryd} command: C{registryd serve [CONFIG]} runs the registry in the foreground."""
+"""
+The C{registryd} command: C{registryd serve [CONFIG]} runs the registry in the foreground;
+C{registryd garbage-collect CONFIG} deletes what no manifest references.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 USAGE = """\
 usage: registryd serve [CONFIG]   run the registry in the foreground (twistd -n registryd)
+       registryd garbage-collect CONFIG [--dry-run] [--delete-untagged] [--quiet]
+                                  delete blobs no manifest references (safe while serving)
        registryd --version        print the version
 """
 
@@ -32,6 +39,70 @@ def twistdArguments(config: str | None) -> list[str]:
     return argv
 
 
+def garbageCollect(argv: Sequence[str]) -> int:
+    """C{registryd garbage-collect}: one collection over the configured storage, under the reactor."""
+    parser = argparse.ArgumentParser(
+        prog="registryd garbage-collect",
+        description="Delete blobs no manifest references; safe while the registry serves.",
+    )
+    parser.add_argument("config", help="the registry's configuration file")
+    parser.add_argument("-d", "--dry-run", action="store_true", help="report what would be deleted")
+    parser.add_argument(
+        "-m", "--delete-untagged", action="store_true", help="also remove manifests no tag reaches"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    options = parser.parse_args(list(argv))
+
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import react
+
+    from registryd.config import ConfigError, load
+    from registryd.gc import GarbageCollectionStopped, GarbageCollector
+    from registryd.plugins import createStorageDriver
+    from registryd.registry.core import Registry
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    def fail(message: str) -> None:
+        sys.stderr.write(f"registryd garbage-collect: {message}\n")
+
+    exitCode = 0
+
+    async def collect(reactor: Any) -> None:
+        nonlocal exitCode
+        try:
+            config = load(options.config)
+            storage = config.storage
+            driver = createStorageDriver(reactor, storage.driver, dict(storage.parameters))
+            collector = GarbageCollector(
+                Registry(driver),
+                dryRun=options.dry_run,
+                deleteUntagged=options.delete_untagged,
+                gracePeriod=storage.gc.gracePeriod,
+                clock=reactor,
+                report=None if options.quiet else say,
+            )
+            # Ctrl-C: the run moves back what it set aside before the process ends.
+            reactor.addSystemEventTrigger("before", "shutdown", collector.stop)
+            await collector.run()
+        except ConfigError as e:
+            fail(str(e))
+            exitCode = 1
+        except GarbageCollectionStopped:
+            fail("stopped; nothing set aside was deleted")
+            exitCode = 130
+        except Exception as e:
+            fail(f"{type(e).__name__}: {e}")
+            exitCode = 1
+
+    try:
+        react(lambda reactor: Deferred.fromCoroutine(collect(reactor)))
+    except SystemExit:
+        pass
+    return exitCode
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; twistd's runner does the serving."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -41,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args in (["-h"], ["--help"], ["help"]):
         print(USAGE, end="")
         return 0
+    if args and args[0] == "garbage-collect":
+        return garbageCollect(args[1:])
     if not args or args[0] != "serve" or len(args) > 2 or (len(args) == 2 and args[1].startswith("-")):
         sys.stderr.write(USAGE)
         return 2
