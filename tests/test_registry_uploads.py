@@ -274,6 +274,26 @@ class UploadTests(TestCase):
         self.assertEqual((await self.repository.blobs.stat(digest)).size, 6)
         self.assertEqual(len([p for p in await storedPaths(self.driver) if "/blobs/" in p]), 1)
 
+    async def test_blob_collected_while_an_upload_of_it_commits_is_restored(self) -> None:
+        """
+        A garbage collection that removes the existing copy of a blob just before the upload links
+        it (it could not see the link yet) leaves the upload's own bytes to take its place.
+        """
+        digest = await pushBlob(self.registry.repository("first"), b"shared")
+        linkPath = layout.layerLinkPath(self.repository.name, digest)
+        putContent = self.driver.putContent
+
+        async def collectThenPut(path: str, data: bytes) -> None:
+            if path == linkPath:
+                await self.driver.delete(layout.blobDataPath(digest).rsplit("/", 1)[0])
+            await putContent(path, data)
+
+        self.driver.putContent = collectThenPut
+        await pushBlob(self.repository, b"shared")
+        descriptor, reader = await self.repository.blobs.open(digest)
+        self.assertEqual(await reader.read(), b"shared")
+        self.assertEqual([p for p in await storedPaths(self.driver) if "/_uploads/" in p], [])
+
     async def test_read_only_registry_refuses_uploads(self) -> None:
         upload = await self.repository.blobs.createUpload()
         self.registry.readOnly = True

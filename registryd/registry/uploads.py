@@ -311,6 +311,10 @@ class Upload:
             if not await layout.exists(driver, blobPath):
                 await driver.move(self._dataPath, blobPath)
             await layout.writeLink(driver, layout.layerLinkPath(self.repository, digest), digest)
+            # Link first, then look: a garbage collection that took the existing blob before it
+            # could see the new link leaves it missing now, and the upload still has the bytes.
+            if not await layout.exists(driver, blobPath):
+                await driver.move(self._dataPath, blobPath)
             await layout.deleteIfPresent(driver, layout.uploadPath(self.repository, self.uuid))
         self.log.debug("upload {uuid} committed as {digest}", uuid=self.uuid, digest=digest)
         return Descriptor(digest, total, None)
