@@ -252,12 +252,8 @@ class ErrorTests(ConfigTestCase):
             ("compatibility:\n  schema1: {enabled: true}\n", ("compatibility", "schema1")),
             ("catalog:\n  maxentries: 10\n", ("catalog", "maxentries")),
             ("tags:\n  maxtags: 10\n", ("tags", "maxtags")),
-            ('http:\n  debug: {addr: "localhost:5001"}\n', ("http", "debug")),
             ("http:\n  http2: {disabled: true}\n", ("http", "http2")),
             ("http:\n  h2c: {enabled: true}\n", ("http", "h2c")),
-            ("health:\n  file: [{file: /x}]\n", ("health", "file")),
-            ("health:\n  http: [{uri: http://x}]\n", ("health", "http")),
-            ("health:\n  tcp: [{addr: x:1}]\n", ("health", "tcp")),
             ("log:\n  hooks: [{type: mail}]\n", ("log", "hooks")),
         ]:
             error = self.assertKeyError(self.withSection(text), keyPath)

@@ -12,10 +12,46 @@ from registryd.config.tls import TLSConfig, parseTLS
 NETWORKS = ("tcp", "tcp4", "tcp6", "unix")
 
 _UNSUPPORTED = {
-    "debug": "the debug server",
     "http2": "HTTP/2",
     "h2c": "HTTP/2 cleartext (h2c)",
 }
+
+
+@dataclass(frozen=True)
+class DebugConfig:
+    """C{http.debug}: the debug listener (C{/debug/health}, and Prometheus metrics when enabled)."""
+
+    addr: str
+    prometheusEnabled: bool = False
+    prometheusPath: str = "/metrics"
+
+    def endpoint(self) -> str:
+        """The server endpoint description of C{addr} (always TCP, as distribution)."""
+        return endpointDescription(self.addr, "tcp")
+
+
+def parseDebug(section: object) -> DebugConfig | None:
+    """Read http.debug; None when it names no address (distribution then starts no debug server)."""
+    path = ["http", "debug"]
+    values = parsers.mapping(section, path)
+    parsers.onlyKeys(values, ("addr", "prometheus"), path)
+    addr = parsers.optional(values, "addr", parsers.string, "", path)
+    prometheusPath = [*path, "prometheus"]
+    prometheus = parsers.mapping(values.get("prometheus"), prometheusPath)
+    parsers.onlyKeys(prometheus, ("enabled", "path"), prometheusPath)
+    enabled = parsers.optional(prometheus, "enabled", parsers.boolean, False, prometheusPath)
+    metricsPath = parsers.optional(prometheus, "path", parsers.string, "/metrics", prometheusPath)
+    if not metricsPath.startswith("/") or metricsPath.rstrip("/") in ("", "/debug/health"):
+        raise ConfigError(
+            f"must be an absolute path other than / and /debug/health, got {metricsPath!r}",
+            [*prometheusPath, "path"],
+        )
+    if not addr:
+        if enabled:
+            raise ConfigError("is required to serve prometheus metrics", [*path, "addr"])
+        return None
+    splitHostPort(addr, [*path, "addr"])  # validates now, naming http.debug.addr
+    return DebugConfig(addr=addr, prometheusEnabled=enabled, prometheusPath=metricsPath)
 
 
 @dataclass(frozen=True)
@@ -31,6 +67,7 @@ class HTTPConfig:
     headers: dict[str, list[str]] = field(default_factory=dict)
     drainTimeout: float = 0.0
     tls: TLSConfig | None = None
+    debug: DebugConfig | None = None
 
     def endpoint(self) -> str:
         """The server endpoint description for L{serverFromString}, e.g. C{tcp:5000:interface=127.0.0.1}."""
@@ -112,6 +149,7 @@ def parseHTTP(section: object) -> HTTPConfig:
             "draintimeout",
             "headers",
             "tls",
+            "debug",
             *_UNSUPPORTED,
         ),
         ["http"],
@@ -154,4 +192,5 @@ def parseHTTP(section: object) -> HTTPConfig:
         headers=_headers(values.get("headers")),
         drainTimeout=optional("draintimeout", lambda v, p: parsers.duration(v, p, bareUnit=1e-9), 0.0),
         tls=parseTLS(values.get("tls")),
+        debug=parseDebug(values.get("debug")),
     )
