@@ -280,9 +280,11 @@ class DrainingService(StreamServerEndpointService):
 
     @staticmethod
     def _close(channel: Any) -> None:
-        transport = getattr(getattr(channel, "_channel", channel), "transport", None)
-        if transport is not None:
-            transport.loseConnection()
+        inner = getattr(channel, "_channel", channel)
+        if getattr(inner, "transport", None) is not None:
+            # HTTPChannel.loseConnection first unregisters the channel as its transport's
+            # producer: a TLS transport does not close while a producer is registered.
+            inner.loseConnection()
 
     def stopService(self) -> Deferred:
         stopped = super().stopService()

@@ -244,6 +244,20 @@ class ServingTests(TLSTestCase):
         self.assertEqual(await deferToThread(negotiated), "http/1.1")
 
 
+class DrainTests(TLSTestCase):
+    async def test_stopping_closes_idle_tls_connections(self) -> None:
+        service = self.start(self.writeServer(self.ca.server()))
+        listener = service.getServiceNamed("http")
+        connection = _Connection(self.address, clientContext(self.ca))
+        self.addCleanup(connection.close)
+        self.assertEqual((await deferToThread(Exchange, connection)).status, 200)
+        # The listener tracks the HTTP channel inside the TLS layer.
+        self.assertEqual(len(listener.connections), 1)
+        await service.stopService()
+        # The server closed the idle keep-alive connection: the client reads the end of the stream.
+        self.assertEqual(await deferToThread(connection.sock.recv, 1), b"")
+
+
 class MutualTLSTests(TLSTestCase):
     def mutual(self, **extra: Any) -> None:
         caPath = self.ca.writeCertificate(self.directory / "clients-ca.crt")
