@@ -21,81 +21,15 @@ from twisted.logger import Logger
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import Site
 
+from registryd import metrics
 from registryd.config import Configuration
-from registryd.config.health import StorageDriverHealthConfig
 from registryd.config.storage import UploadPurgingConfig
+from registryd.health import StorageHealthCheck
 from registryd.registry.layout import REPOSITORIES
 from registryd.registry.uploads import parseStartedAt as _startedAtTime
 from registryd.storage.interfaces import SKIP_DIR, IStorageDriver, PathNotFound
 
 log = Logger()
-
-
-class StorageHealthCheck(Service):
-    """
-    C{health.storagedriver}: stat the storage root every interval. After C{threshold}
-    failures in a row the check fails (the API then answers 503); one success clears it.
-    A root that does not exist yet is healthy: an empty registry is not a broken one.
-    """
-
-    log = Logger()
-
-    def __init__(
-        self, driver: IStorageDriver, config: StorageDriverHealthConfig, clock: IReactorTime
-    ) -> None:
-        self._driver = driver
-        self._interval = config.interval
-        self._threshold = config.threshold
-        self._clock = clock
-        self._failures = 0
-        self._lastError: str | None = None
-        self._loop: LoopingCall | None = None
-
-    def problem(self) -> str | None:
-        """The reason the check is failing, or None while healthy (APISettings.health)."""
-        if self._failures >= self._threshold:
-            return f"storage driver {self._driver.name} is failing: {self._lastError}"
-        return None
-
-    def check(self) -> Deferred:
-        """Run the check once. @return: Deferred firing None (failures are counted, not raised)."""
-        d = Deferred.fromCoroutine(self._stat())
-        d.addTimeout(self._interval, self._clock)
-        d.addCallbacks(self._passed, self._failed)
-        return d
-
-    async def _stat(self) -> None:
-        try:
-            await self._driver.stat("/")
-        except PathNotFound:
-            pass
-
-    def _passed(self, _: object) -> None:
-        if self._failures >= self._threshold:
-            self.log.info("storage driver {driver} is healthy again", driver=self._driver.name)
-        self._failures = 0
-        self._lastError = None
-
-    def _failed(self, failure: Any) -> None:
-        self._failures += 1
-        self._lastError = str(failure.value) or type(failure.value).__name__
-        if self._failures == self._threshold:
-            self.log.error(
-                "storage driver health check failed {count} times: {error}",
-                count=self._failures,
-                error=self._lastError,
-            )
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop = LoopingCall(self.check)
-        self._loop.clock = self._clock
-        self._loop.start(self._interval, now=True)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
 
 
 def parseStartedAt(text: bytes | str) -> float:
@@ -163,7 +97,13 @@ class UploadPurger(Service):
                 try:
                     await self._driver.delete(upload)
                 except PathNotFound:
-                    pass
+                    continue
+                metrics.UPLOADS_PURGED.inc()
+                self.log.info(
+                    "upload purging deleted {upload} (started {age:.0f}s ago)",
+                    upload=upload,
+                    age=now - started,
+                )
         if purged and not self._config.dryRun:
             self.log.info("upload purging deleted {count} abandoned uploads", count=len(purged))
         return purged
@@ -183,7 +123,12 @@ class UploadPurger(Service):
 
     def _run(self) -> Deferred:
         d = ensureDeferred(self.purge())
-        d.addErrback(lambda f: self.log.failure("upload purging failed", f))
+
+        def failed(failure: Any) -> None:
+            metrics.UPLOAD_PURGE_FAILURES.inc()
+            self.log.failure("upload purging failed", failure)
+
+        d.addErrback(failed)
         return d
 
     def _startLoop(self) -> None:
@@ -328,24 +273,28 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     from registryd.api.app import RegistryAPI
     from registryd.api.settings import APISettings
     from registryd.auth.controllers import accessControllerFor
+    from registryd.health import healthChecksFor
     from registryd.notifications.bridge import EventBridge, NoEvents
     from registryd.notifications.endpoints import notificationServiceFor
     from registryd.notifications.events import EventBuilder, sourceRecord
     from registryd.plugins import createStorageDriver
     from registryd.registry.core import Registry
+    from registryd.storage.instrumented import InstrumentedDriver
     from registryd.web.site import RegistrySite
 
     storage = config.storage
-    driver = createStorageDriver(reactor, storage.driver, dict(storage.parameters))
+    # Every operation of the configured driver is timed for the debug server's metrics.
+    driver = InstrumentedDriver(createStorageDriver(reactor, storage.driver, dict(storage.parameters)))
     registry = Registry(driver, deleteEnabled=storage.deleteEnabled, readOnly=storage.readOnly)
 
     top = MultiService()
     health: Callable[[], str | None] = lambda: None  # noqa: E731
-    if config.health.storageDriver.enabled:
-        check = StorageHealthCheck(driver, config.health.storageDriver, reactor)
-        check.setName("health.storagedriver")
-        check.setServiceParent(top)
-        health = check.problem
+    checks = healthChecksFor(config.health, driver, reactor)
+    checks.setName("health")
+    checks.setServiceParent(top)
+    metrics.FiguresSource(metrics.HEALTH, checks.statuses).setServiceParent(top)
+    if checks.checks:
+        health = checks.problem
 
     if storage.uploadPurging.enabled:
         if storage.readOnly:
