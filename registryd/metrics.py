@@ -84,6 +84,38 @@ def methodLabel(method: bytes | str) -> str:
     return method if method in _METHODS else "other"
 
 
+def countRequest(record: Any) -> None:
+    """Count one finished request (a L{registryd.web.accesslog.RequestRecord})."""
+    method = methodLabel(record.method)
+    route = record.route
+    REQUESTS.labels(method, route, str(record.status)).inc()
+    if record.duration is not None:
+        REQUEST_DURATION.labels(method, route).observe(record.duration)
+    if record.bytesReceived:
+        REQUEST_BYTES.labels(route).inc(record.bytesReceived)
+    if record.bytesSent:
+        RESPONSE_BYTES.labels(route).inc(record.bytesSent)
+    transfer = _transfer(method, route, record.status, record.uri)
+    if transfer is not None:
+        counter, kind = transfer
+        counter.labels(kind).inc()
+
+
+def _transfer(method: str, route: str, status: int, uri: str) -> tuple[Counter, str] | None:
+    """Which upload or download a request was, if any, from its route and status."""
+    if status == 201 and route == "upload.put":
+        return UPLOADS, "blob"
+    if status == 201 and route == "uploads.start" and "mount=" not in uri:
+        return UPLOADS, "blob"  # a monolithic POST with ?digest= (a mount moves no content)
+    if status == 201 and route == "manifest.put":
+        return UPLOADS, "manifest"
+    if method == "GET" and route == "blob.get" and status in (200, 206, 307):
+        return DOWNLOADS, "blob"
+    if method == "GET" and route == "manifest.get" and status == 200:
+        return DOWNLOADS, "manifest"
+    return None
+
+
 class _Sources:
     """Figure sources that come and go with the services that own them."""
 
@@ -207,6 +239,7 @@ __all__ = [
     "UPLOAD_PURGE_FAILURES",
     "FiguresSource",
     "HealthCollector",
+    "countRequest",
     "NotificationCollector",
     "methodLabel",
 ]

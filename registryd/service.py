@@ -321,6 +321,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     if notifications is not None:
         notifications.setName("notifications")
         notifications.setServiceParent(top)
+        metrics.FiguresSource(metrics.NOTIFICATIONS, notifications.figures).setServiceParent(top)
         builder = EventBuilder(
             source=sourceRecord(config.http.addr), includeReferences=config.notifications.includeReferences
         )
@@ -341,9 +342,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     resource: IResource = api.resource()
     if config.http.prefix:
         resource = PrefixResource(config.http.prefix, resource)
-    site = RegistrySite(resource)
-    if config.log.accessLogDisabled:
-        site.log = lambda request: None  # type: ignore[method-assign]
+    site = RegistrySite(resource, accessLog=not config.log.accessLogDisabled)
 
     endpoint = serverFromString(reactor, config.http.endpoint())
     tls: Any = None
@@ -357,6 +356,17 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     listener = DrainingService(endpoint, site, config.http.drainTimeout, reactor, factory=tls)
     listener.setName("http")
     listener.setServiceParent(top)
+    if config.http.debug is not None:
+        from registryd.debug import debugService
+
+        debug = debugService(config.http.debug, checks.failing, reactor)
+        debug.setName("http.debug")
+        debug.setServiceParent(top)
+        log.info(
+            "debug server on {endpoint}: /debug/health{metrics}",
+            endpoint=config.http.debug.endpoint(),
+            metrics=f", {config.http.debug.prometheusPath}" if config.http.debug.prometheusEnabled else "",
+        )
     from registryd.reload import SIGHUPService
 
     SIGHUPService(reactor).setServiceParent(top)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,11 @@ from registryd.config.errors import ConfigError
 
 LEVELS = ("error", "warn", "info", "debug")
 FORMATTERS = ("text", "json", "logstash")
+
+FIELDS_KEY = "registryd_fields"
+"""An event key holding a dict of fields the json and logstash formats add to the line (access log)."""
+PLAIN_KEY = "registryd_plain"
+"""An event key: in the text format write the message alone, without time and namespace (access log)."""
 
 
 @dataclass(frozen=True)
@@ -91,12 +97,59 @@ def _textLine(fields: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
     suffix = "".join(f" {name}={value}" for name, value in fields.items())
 
     def format(event: dict[str, Any]) -> str | None:
+        if event.get(PLAIN_KEY):
+            return formatEvent(event) + suffix + "\n"
         line = formatEventAsClassicLogText(event)
         if line is None or not suffix:
             return line
         return line[:-1] + suffix + "\n"
 
     return format
+
+
+# sd-daemon(3) priority prefixes: journald takes a line's level from them.
+_PRIORITIES = {
+    LogLevel.critical: 2,
+    LogLevel.error: 3,
+    LogLevel.warn: 4,
+    LogLevel.info: 6,
+    LogLevel.debug: 7,
+}
+
+
+def _journalLine(fields: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
+    """
+    Text for journald: one line per event (journald makes an entry of every line, so a
+    traceback's line breaks are written as \\n), led by the event's priority; no time,
+    journald records its own.
+    """
+    suffix = "".join(f" {name}={value}" for name, value in fields.items())
+
+    def format(event: dict[str, Any]) -> str | None:
+        message = formatEvent(event)
+        failure = event.get("log_failure")
+        if failure is not None:
+            message += "\n" + failure.getTraceback()
+        message = message.rstrip("\n").replace("\r", "\\r").replace("\n", "\\n")
+        priority = _PRIORITIES.get(event.get("log_level", LogLevel.info), 6)
+        if event.get(PLAIN_KEY):
+            return f"<{priority}>{message}{suffix}\n"
+        return f"<{priority}>[{event.get('log_namespace', '-')}] {message}{suffix}\n"
+
+    return format
+
+
+def writesToJournal(outFile: IO[str], environ: Any = os.environ) -> bool:
+    """True when outFile is the stream systemd connected to journald (C{JOURNAL_STREAM} names it)."""
+    stream = environ.get("JOURNAL_STREAM", "")
+    device, _, inode = stream.partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        info = os.fstat(outFile.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return (info.st_dev, info.st_ino) == (int(device), int(inode))
 
 
 def _jsonLine(fields: dict[str, Any], logstash: bool) -> Callable[[dict[str, Any]], str | None]:
@@ -113,14 +166,20 @@ def _jsonLine(fields: dict[str, Any], logstash: bool) -> Callable[[dict[str, Any
         else:
             record.update({"time": when, "level": level.name, "msg": message})
         record["namespace"] = event.get("log_namespace", "")
+        record.update(event.get(FIELDS_KEY) or {})
         return json.dumps(record, default=str, ensure_ascii=False) + "\n"
 
     return format
 
 
-def makeObserver(config: LogConfig, outFile: IO[str]) -> ILogObserver:
-    """An observer writing events at config.level or above to outFile, as text or one JSON object a line."""
-    if config.formatter == "text":
+def makeObserver(config: LogConfig, outFile: IO[str], environ: Any = os.environ) -> ILogObserver:
+    """
+    An observer writing events at config.level or above to outFile, as text or one JSON
+    object a line; text for journald when outFile is systemd's journal stream.
+    """
+    if config.formatter == "text" and writesToJournal(outFile, environ):
+        formatter = _journalLine(config.fields)
+    elif config.formatter == "text":
         formatter = _textLine(config.fields)
     else:
         formatter = _jsonLine(config.fields, logstash=config.formatter == "logstash")

@@ -9,6 +9,8 @@ from twisted.internet.protocol import Protocol
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from registryd import metrics
+from registryd.web.accesslog import CLIENT_CLOSED, logAccess, recordOf
 from registryd.web.request import RegistryRequest
 
 # The first byte of a TLS record carrying a handshake (a ClientHello, on a new connection).
@@ -19,13 +21,34 @@ _TLS_ON_PLAIN_HTTP = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nC
 
 
 class RegistrySite(Site):
-    """A Site whose requests stream their bodies (see L{RegistryRequest})."""
+    """
+    A Site whose requests stream their bodies (see L{RegistryRequest}), each counted in the
+    metrics and written to the access log (unless C{accessLog} is false) when it ends.
+    """
 
     requestFactory = RegistryRequest
     displayTracebacks = False
 
-    def __init__(self, resource: IResource, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, resource: IResource, *args: Any, accessLog: bool = True, **kwargs: Any) -> None:
         super().__init__(resource, *args, **kwargs)
+        self.accessLog = accessLog
+
+    def getResourceFor(self, request: Any) -> IResource:
+        # Called as a request is dispatched (a streaming upload: as soon as its headers are in).
+        request._registrydStarted = self.reactor.seconds()
+        request.notifyFinish().addErrback(lambda _: self._record(request, CLIENT_CLOSED))
+        return super().getResourceFor(request)
+
+    def log(self, request: Any) -> None:
+        """Count and log a request as its answer ends (twisted.web calls this from C{finish})."""
+        self._record(request, None)
+
+    def _record(self, request: Any, status: int | None) -> None:
+        now = self.reactor.seconds()
+        record = recordOf(request, getattr(request, "_registrydStarted", None), now, status)
+        metrics.countRequest(record)
+        if self.accessLog:
+            logAccess(record, now)
 
     def buildProtocol(self, addr: IAddress) -> Protocol | None:
         channel = super().buildProtocol(addr)
