@@ -124,3 +124,41 @@ class CollectorTests(TestCase):
     def test_method_labels_are_bounded(self) -> None:
         self.assertEqual(metrics.methodLabel(b"PATCH"), "PATCH")
         self.assertEqual(metrics.methodLabel("BREW"), "other")
+
+
+class UploadPurgingMetricTests(TestCase):
+    """Each purged upload is counted (a dry run counts nothing); a failed pass is counted."""
+
+    UPLOAD = "/docker/registry/v2/repositories/app/_uploads/{uuid}"
+
+    def purger(self, driver: Any, dryRun: bool) -> Any:
+        from twisted.internet.task import Clock
+
+        from registryd.config.storage import UploadPurgingConfig
+        from registryd.service import UploadPurger
+
+        return UploadPurger(driver, UploadPurgingConfig(True, 3600.0, 86400.0, dryRun), Clock())
+
+    def test_purges_are_counted(self) -> None:
+        from twisted.internet.defer import ensureDeferred
+
+        driver = InMemoryDriver()
+        for uuid in ("u1", "u2"):
+            self.successResultOf(
+                driver.putContent(self.UPLOAD.format(uuid=uuid) + "/startedat", b"2024-01-01T00:00:00Z")
+            )
+        before = sample("registryd_uploads_purged_total")
+        self.successResultOf(ensureDeferred(self.purger(driver, dryRun=True).purge(now=2e9)))
+        self.assertEqual(sample("registryd_uploads_purged_total"), before)
+        self.successResultOf(ensureDeferred(self.purger(driver, dryRun=False).purge(now=2e9)))
+        self.assertEqual(sample("registryd_uploads_purged_total"), before + 2)
+
+    def test_failed_pass_is_counted(self) -> None:
+        class Broken(InMemoryDriver):
+            def walk(self, path: str, visit: object) -> Deferred:
+                raise OSError("disk on fire")
+
+        before = sample("registryd_upload_purge_failures_total")
+        self.successResultOf(self.purger(Broken(), dryRun=False)._run())
+        self.assertEqual(sample("registryd_upload_purge_failures_total"), before + 1)
+        self.flushLoggedErrors(OSError)
