@@ -11,3 +11,7 @@ filesystem = StorageDriverPlugin(
 inmemory = StorageDriverPlugin(
     "inmemory", "registryd.storage.inmemory", "content in memory, lost when the process ends (for tests)"
 )
+s3 = StorageDriverPlugin(
+    "s3", "registryd.storage.s3", "content in an Amazon S3 (or S3-compatible) bucket, multipart uploads"
+)
+s3aws = StorageDriverPlugin("s3aws", "registryd.storage.s3.s3aws", "the s3 driver under its other name")
