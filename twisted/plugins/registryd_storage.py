@@ -15,3 +15,6 @@ s3 = StorageDriverPlugin(
     "s3", "registryd.storage.s3", "content in an Amazon S3 (or S3-compatible) bucket, multipart uploads"
 )
 s3aws = StorageDriverPlugin("s3aws", "registryd.storage.s3.s3aws", "the s3 driver under its other name")
+azure = StorageDriverPlugin(
+    "azure", "registryd.storage.azure", "block blobs in an Azure Blob Storage container (or Azurite)"
+)

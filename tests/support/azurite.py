@@ -1,0 +1,136 @@
+"""
+Azurite, Microsoft's Blob service emulator, started on loopback for the azure driver's tests.
+
+C{.ci/run} installs it with npm into L{AZURITE_PREFIX} (outside the source tree); an
+C{azurite-blob} on the PATH is used too.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from twisted.trial.unittest import SkipTest
+
+from tests.support.processes import freePort
+from tests.support.tools import ToolMissing, inCI
+
+#: Where .ci/run installs the azurite npm package.
+AZURITE_PREFIX = Path(os.environ.get("REGISTRYD_NODE_PREFIX", Path.home() / ".cache" / "registryd" / "node"))
+
+#: Azurite's well-known development account and key (published in Azure's documentation).
+ACCOUNT_NAME = "devstoreaccount1"
+ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def findAzurite() -> str:
+    """The azurite-blob program; skip when it is missing (fail under CI)."""
+    candidate = AZURITE_PREFIX / "node_modules" / ".bin" / "azurite-blob"
+    if os.access(candidate, os.X_OK):
+        return str(candidate)
+    found = shutil.which("azurite-blob")
+    if found:
+        return found
+    hint = f"azurite-blob is not installed (npm install --prefix {AZURITE_PREFIX} azurite)"
+    if inCI():
+        raise ToolMissing(hint + "; CI=true, so this is a failure, not a skip")
+    raise SkipTest(hint)
+
+
+class Azurite:
+    """One azurite-blob process on 127.0.0.1, its data in a directory of its own."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = freePort()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def serviceURL(self) -> str:
+        """The Blob service endpoint of the development account."""
+        return f"http://127.0.0.1:{self.port}/{ACCOUNT_NAME}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start Azurite and wait until it accepts connections."""
+        program = findAzurite()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        command = [
+            program,
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(self.port),
+            "--location",
+            str(self.directory),
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",
+            "--silent",
+        ]
+        with open(self.directory / "azurite.log", "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"azurite exited with {self.process.returncode}: {self.logTail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"azurite did not listen within {timeout}s: {self.logTail()}")
+
+    def stop(self) -> None:
+        """Stop the process group Azurite runs in (node and its children)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def logTail(self) -> str:
+        """The end of Azurite's output."""
+        try:
+            return (self.directory / "azurite.log").read_text(errors="replace")[-3000:]
+        except OSError:
+            return "(no log)"
+
+
+_shared: Azurite | None = None
+
+
+def sharedAzurite() -> Azurite:
+    """One Azurite for the whole test run (each test uses its own container), stopped at exit."""
+    global _shared
+    if _shared is None or _shared.process is None or _shared.process.poll() is not None:
+        import atexit
+        import tempfile
+
+        directory = Path(tempfile.mkdtemp(prefix="registryd-azurite-"))
+        azurite = Azurite(directory)
+        azurite.start()
+
+        def cleanup() -> None:
+            azurite.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+
+        atexit.register(cleanup)
+        _shared = azurite
+    return _shared
