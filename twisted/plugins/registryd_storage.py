@@ -15,6 +15,14 @@ s3 = StorageDriverPlugin(
     "s3", "registryd.storage.s3", "content in an Amazon S3 (or S3-compatible) bucket, multipart uploads"
 )
 s3aws = StorageDriverPlugin("s3aws", "registryd.storage.s3.s3aws", "the s3 driver under its other name")
+oss = StorageDriverPlugin(
+    "oss",
+    "registryd.storage.oss",
+    "content in an Aliyun OSS bucket, through the s3 driver (S3-compatible API)",
+)
 azure = StorageDriverPlugin(
     "azure", "registryd.storage.azure", "block blobs in an Azure Blob Storage container (or Azurite)"
+)
+gcs = StorageDriverPlugin(
+    "gcs", "registryd.storage.gcs", "objects in a Google Cloud Storage bucket, resumable uploads, signed URLs"
 )
