@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol
@@ -58,6 +58,7 @@ class PeriodicCheck(Service):
         self._failures = 0
         self._lastError: str | None = None
         self._loop: LoopingCall | None = None
+        self._inFlight: Deferred | None = None
 
     def probe(self) -> Deferred:
         """Look once. @return: Deferred firing on success, failing (L{CheckFailed} or other) if not."""
@@ -77,6 +78,14 @@ class PeriodicCheck(Service):
         """Probe once and count the outcome. @return: Deferred firing None (failures are counted)."""
         d = self.probe()
         d.addTimeout(self._timeout, self._clock)
+        self._inFlight = d
+
+        def done(result: object) -> object:
+            if self._inFlight is d:
+                self._inFlight = None
+            return result
+
+        d.addBoth(done)
         d.addCallbacks(self._passed, self._failed)
         return d
 
@@ -87,6 +96,8 @@ class PeriodicCheck(Service):
         self._lastError = None
 
     def _failed(self, failure: Failure) -> None:
+        if failure.check(CancelledError) and not self.running:
+            return  # stopped while probing: not a verdict
         self._failures += 1
         error = failure.value
         if isinstance(error, TimeoutError):
@@ -111,6 +122,8 @@ class PeriodicCheck(Service):
         super().stopService()
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._inFlight is not None:
+            self._inFlight.cancel()
 
 
 class StorageHealthCheck(PeriodicCheck):

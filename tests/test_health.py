@@ -280,3 +280,24 @@ class CombinedTests(TestCase):
             self.assertEqual(response.code, 200)
 
         return ensureDeferred(run())
+
+
+class StopTests(TestCase):
+    """Stopping a check cancels a probe in flight, which is not counted as a failure."""
+
+    def test_stop_cancels_the_probe(self) -> None:
+        probes: list[Deferred] = []
+
+        class Slow(PeriodicCheck):
+            def probe(self) -> Deferred:
+                d: Deferred = Deferred()
+                probes.append(d)
+                return d
+
+        clock = Clock()
+        check = Slow(10.0, 1, None, clock)
+        check.startService()
+        check.stopService()
+        self.assertTrue(probes[0].called)
+        self.assertIsNone(check.problem())
+        self.assertEqual(clock.getDelayedCalls(), [])
