@@ -26,3 +26,6 @@ azure = StorageDriverPlugin(
 gcs = StorageDriverPlugin(
     "gcs", "registryd.storage.gcs", "objects in a Google Cloud Storage bucket, resumable uploads, signed URLs"
 )
+swift = StorageDriverPlugin(
+    "swift", "registryd.storage.swift", "objects in an OpenStack Swift container, large ones as DLO segments"
+)

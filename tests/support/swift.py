@@ -1,0 +1,201 @@
+"""
+An OpenStack Swift all-in-one (tempauth) started on loopback for the swift driver's tests.
+
+Debian's swift packages provide the servers; this builds rings and configurations in a temporary
+directory, starts memcached and the account, container, object and proxy servers on free ports,
+waits for C{/healthcheck}, and stops them by process id. C{.ci/run} installs the packages.
+"""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.support.processes import freePort
+from tests.support.tools import requireTool
+
+#: The tempauth account, user and key the proxy is configured with (auth v1).
+USERNAME = "test:tester"
+PASSWORD = "testing"
+_PACKAGES = "swift swift-proxy swift-account swift-container swift-object memcached"
+_SERVERS = ("account", "container", "object")
+
+
+class SwiftAllInOne:
+    """memcached plus the four Swift servers, everything below one directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.ports = {name: freePort() for name in (*_SERVERS, "proxy", "memcached")}
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    @property
+    def authURL(self) -> str:
+        """The tempauth v1 endpoint."""
+        return f"http://127.0.0.1:{self.ports['proxy']}/auth/v1.0"
+
+    @property
+    def proxyURL(self) -> str:
+        """The proxy's base URL."""
+        return f"http://127.0.0.1:{self.ports['proxy']}"
+
+    def _configure(self) -> None:
+        """Write swift.conf, the three rings and the four server configurations."""
+        ringBuilder = requireTool("swift-ring-builder", _PACKAGES)
+        for name in ("swift-proxy-server", "swift-account-server", "swift-object-server", "memcached"):
+            requireTool(name, _PACKAGES)
+        user = getpass.getuser()
+        devices = self.directory / "devices"
+        (devices / "d1").mkdir(parents=True, exist_ok=True)
+        (self.directory / "cache").mkdir(exist_ok=True)
+        (self.directory / "run").mkdir(exist_ok=True)
+        (self.directory / "swift.conf").write_text(
+            "[swift-hash]\nswift_hash_path_suffix = registryd-tests\nswift_hash_path_prefix = registryd\n\n"
+            "[storage-policy:0]\nname = Policy-0\ndefault = yes\n"
+        )
+        for name in _SERVERS:
+            builder = str(self.directory / f"{name}.builder")
+            for arguments in (
+                ["create", "10", "1", "1"],
+                ["add", f"r1z1-127.0.0.1:{self.ports[name]}/d1", "100"],
+                ["rebalance"],
+            ):
+                subprocess.run(
+                    [ringBuilder, builder, *arguments],
+                    check=arguments[0] != "rebalance",
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    cwd=self.directory,
+                )
+            common = (
+                f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {self.ports[name]}\nworkers = 0\n"
+                f"user = {user}\nswift_dir = {self.directory}\ndevices = {devices}\nmount_check = false\n"
+                f"disable_fallocate = true\nrecon_cache_path = {self.directory / 'cache'}\n"
+                "log_level = WARNING\n\n"
+                f"[pipeline:main]\npipeline = healthcheck {name}-server\n\n"
+                f"[app:{name}-server]\nuse = egg:swift#{name}\n\n"
+                "[filter:healthcheck]\nuse = egg:swift#healthcheck\n"
+            )
+            (self.directory / f"{name}-server.conf").write_text(common)
+        memcached = f"127.0.0.1:{self.ports['memcached']}"
+        (self.directory / "proxy-server.conf").write_text(
+            f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {self.ports['proxy']}\nworkers = 0\nuser = {user}\n"
+            f"swift_dir = {self.directory}\nlog_level = WARNING\n\n"
+            "[pipeline:main]\npipeline = catch_errors gatekeeper healthcheck proxy-logging cache "
+            "listing_formats bulk tempurl tempauth copy slo dlo proxy-logging proxy-server\n\n"
+            "[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\n"
+            "[filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = testing .admin\n\n"
+            f"[filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = {memcached}\n\n"
+            "[filter:slo]\nuse = egg:swift#slo\nrate_limit_segments_per_sec = 0\n\n"
+            "[filter:dlo]\nuse = egg:swift#dlo\nrate_limit_segments_per_sec = 0\n\n"
+            "[filter:catch_errors]\nuse = egg:swift#catch_errors\n\n"
+            "[filter:gatekeeper]\nuse = egg:swift#gatekeeper\n\n"
+            "[filter:healthcheck]\nuse = egg:swift#healthcheck\n\n"
+            "[filter:proxy-logging]\nuse = egg:swift#proxy_logging\n\n"
+            "[filter:listing_formats]\nuse = egg:swift#listing_formats\n\n"
+            "[filter:bulk]\nuse = egg:swift#bulk\n\n"
+            "[filter:tempurl]\nuse = egg:swift#tempurl\n\n"
+            "[filter:copy]\nuse = egg:swift#copy\n"
+        )
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        """Start one process in its own session, its output in NAME.log."""
+        with open(self.directory / f"{name}.log", "ab") as log:
+            self.processes[name] = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.directory,
+                start_new_session=True,
+            )
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Configure, start everything, and wait until the proxy and each server answer /healthcheck."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._configure()
+        memcached = requireTool("memcached", _PACKAGES)
+        self._spawn(
+            "memcached",
+            [memcached, "-l", "127.0.0.1", "-p", str(self.ports["memcached"]), "-U", "0", "-m", "64"]
+            + (["-u", "root"] if os.geteuid() == 0 else []),
+        )
+        for name in (*_SERVERS, "proxy"):
+            program = requireTool(f"swift-{name}-server", _PACKAGES)
+            self._spawn(name, [program, str(self.directory / f"{name}-server.conf")])
+        deadline = time.monotonic() + timeout
+        pending = [*_SERVERS, "proxy"]
+        while pending:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError(f"{name} exited with {process.returncode}: {self.logTail()}")
+            name = pending[0]
+            try:
+                url = f"http://127.0.0.1:{self.ports[name]}/healthcheck"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        pending.pop(0)
+                        continue
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"swift did not become healthy within {timeout}s: {self.logTail()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop every process started here, by process group id."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes = {}
+
+    def logTail(self) -> str:
+        """The ends of the servers' logs."""
+        tails = []
+        for name in ("memcached", *_SERVERS, "proxy"):
+            try:
+                tails.append(
+                    f"--- {name}\n" + (self.directory / f"{name}.log").read_text(errors="replace")[-1500:]
+                )
+            except OSError:
+                pass
+        return "\n".join(tails)
+
+
+_shared: SwiftAllInOne | None = None
+
+
+def sharedSwift() -> SwiftAllInOne:
+    """One Swift for the whole test run (each test uses its own container), stopped at exit."""
+    global _shared
+    alive = _shared is not None and all(p.poll() is None for p in _shared.processes.values())
+    if _shared is None or not _shared.processes or not alive:
+        if _shared is not None:
+            _shared.stop()
+        directory = Path(tempfile.mkdtemp(prefix="registryd-swift-"))
+        swift = SwiftAllInOne(directory)
+        swift.start()
+
+        def cleanup() -> None:
+            swift.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+
+        atexit.register(cleanup)
+        _shared = swift
+    return _shared
