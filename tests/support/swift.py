@@ -190,7 +190,11 @@ def sharedSwift() -> SwiftAllInOne:
             _shared.stop()
         directory = Path(tempfile.mkdtemp(prefix="registryd-swift-"))
         swift = SwiftAllInOne(directory)
-        swift.start()
+        try:
+            swift.start()
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
 
         def cleanup() -> None:
             swift.stop()
