@@ -308,12 +308,14 @@ class Upload:
                 await layout.deleteIfPresent(driver, layout.uploadPath(self.repository, self.uuid))
                 raise DigestInvalid(detail={"digest": digest, "computed": computed})
             blobPath = layout.blobDataPath(digest)
-            if not await layout.exists(driver, blobPath):
+            reused = await layout.exists(driver, blobPath)
+            if not reused:
                 await driver.move(self._dataPath, blobPath)
             await layout.writeLink(driver, layout.layerLinkPath(self.repository, digest), digest)
             # Link first, then look: a garbage collection that took the existing blob before it
             # could see the new link leaves it missing now, and the upload still has the bytes.
-            if not await layout.exists(driver, blobPath):
+            # (Our own bytes, once moved into place, are the collector's to restore: it sees the link.)
+            if reused and not await layout.exists(driver, blobPath):
                 await driver.move(self._dataPath, blobPath)
             await layout.deleteIfPresent(driver, layout.uploadPath(self.repository, self.uuid))
         self.log.debug("upload {uuid} committed as {digest}", uuid=self.uuid, digest=digest)
