@@ -74,6 +74,7 @@ class SwiftAllInOne:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     cwd=self.directory,
+                    env=_debianPythonEnvironment(),
                 )
             common = (
                 f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {self.ports[name]}\nworkers = 0\n"
@@ -115,6 +116,7 @@ class SwiftAllInOne:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
+                env=_debianPythonEnvironment(),
                 start_new_session=True,
             )
 
@@ -203,3 +205,11 @@ def sharedSwift() -> SwiftAllInOne:
         atexit.register(cleanup)
         _shared = swift
     return _shared
+
+
+def _debianPythonEnvironment() -> dict[str, str]:
+    """
+    The environment for Swift's tools, which run on Debian's own Python: without our PYTHON*
+    variables (trial -j sets PYTHONPATH to this interpreter's paths, which Debian's cannot use).
+    """
+    return {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
