@@ -60,6 +60,7 @@ def garbageCollect(argv: Sequence[str]) -> int:
     from registryd.gc import GarbageCollectionStopped, GarbageCollector
     from registryd.plugins import createStorageDriver
     from registryd.registry.core import Registry
+    from registryd.registry.descriptorcache import descriptorCacheFor
 
     def say(line: str) -> None:
         print(line, flush=True)
@@ -75,8 +76,14 @@ def garbageCollect(argv: Sequence[str]) -> int:
             config = load(options.config)
             storage = config.storage
             driver = createStorageDriver(reactor, storage.driver, dict(storage.parameters))
+            # A shared (redis) blob descriptor cache must forget what this run deletes;
+            # an in-memory one would live only as long as this command, so none is used.
+            cache = None
+            if storage.blobDescriptorCache == "redis":
+                cache = descriptorCacheFor(reactor, storage, config.redis)
+                reactor.addSystemEventTrigger("before", "shutdown", cache.close)
             collector = GarbageCollector(
-                Registry(driver),
+                Registry(driver, descriptorCache=cache),
                 dryRun=options.dry_run,
                 deleteUntagged=options.delete_untagged,
                 gracePeriod=storage.gc.gracePeriod,

@@ -248,6 +248,18 @@ class DrainingService(StreamServerEndpointService):
             self._close(channel)
 
 
+class _CacheCloser(Service):
+    """Closes the blob descriptor cache's connections when the service stops."""
+
+    def __init__(self, cache: Any) -> None:
+        self._cache = cache
+
+    def stopService(self) -> Deferred:
+        """@return: Deferred firing when the cache let go of its connections."""
+        Service.stopService(self)
+        return self._cache.close()
+
+
 def _secret(config: Configuration) -> bytes:
     if config.http.secret is not None:
         return config.http.secret.encode("utf-8")
@@ -279,15 +291,23 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     from registryd.notifications.events import EventBuilder, sourceRecord
     from registryd.plugins import createStorageDriver
     from registryd.registry.core import Registry
+    from registryd.registry.descriptorcache import descriptorCacheFor
     from registryd.storage.instrumented import InstrumentedDriver
     from registryd.web.site import RegistrySite
 
     storage = config.storage
     # Every operation of the configured driver is timed for the debug server's metrics.
     driver = InstrumentedDriver(createStorageDriver(reactor, storage.driver, dict(storage.parameters)))
-    registry = Registry(driver, deleteEnabled=storage.deleteEnabled, readOnly=storage.readOnly)
+    descriptorCache = descriptorCacheFor(reactor, storage, config.redis)
+    registry = Registry(
+        driver,
+        deleteEnabled=storage.deleteEnabled,
+        readOnly=storage.readOnly,
+        descriptorCache=descriptorCache,
+    )
 
     top = MultiService()
+    _CacheCloser(descriptorCache).setServiceParent(top)
     health: Callable[[], str | None] = lambda: None  # noqa: E731
     checks = healthChecksFor(config.health, driver, reactor)
     checks.setName("health")
@@ -310,7 +330,9 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
         else:
             from registryd.gc import ScheduledGarbageCollection
 
-            collection = ScheduledGarbageCollection(Registry(driver), storage.gc, reactor)
+            collection = ScheduledGarbageCollection(
+                Registry(driver, descriptorCache=descriptorCache), storage.gc, reactor
+            )
             collection.setName("storage.maintenance.gc")
             collection.setServiceParent(top)
 

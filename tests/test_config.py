@@ -245,7 +245,6 @@ class ErrorTests(ConfigTestCase):
     def test_later_features_are_refused_by_name(self) -> None:
         for text, keyPath in [
             ("proxy:\n  remoteurl: https://registry-1.docker.io\n", ("proxy", "remoteurl")),
-            ("redis:\n  addrs: [localhost:6379]\n", ("redis", "addrs")),
             ("middleware:\n  storage: []\n", ("middleware", "storage")),
             ("reporting:\n  bugsnag: {apikey: k}\n", ("reporting", "bugsnag")),
             ("validation:\n  disabled: true\n", ("validation", "disabled")),

@@ -13,6 +13,7 @@ from registryd.config.health import HealthConfig, parseHealth
 from registryd.config.http import HTTPConfig, parseHTTP
 from registryd.config.log import LogConfig, parseLog
 from registryd.config.notifications import NotificationsConfig, parseNotifications
+from registryd.config.redis import RedisConfig, parseRedis
 from registryd.config.storage import StorageConfig, parseStorage
 from registryd.config.unsupported import UNSUPPORTED_SECTIONS, checkUnsupported
 
@@ -26,6 +27,7 @@ SECTIONS = (
     "health",
     "auth",
     "notifications",
+    "redis",
     *UNSUPPORTED_SECTIONS,
 )
 
@@ -41,6 +43,7 @@ class Configuration:
     health: HealthConfig = field(default_factory=HealthConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
+    redis: RedisConfig | None = None
     path: str | None = None
 
 
@@ -60,10 +63,18 @@ def parseDocument(document: object, path: str | None = None) -> Configuration:
     parsers.onlyKeys(values, SECTIONS, [])
     version = _version(values.get("version"))
     checkUnsupported(values)
+    storage = parseStorage(values.get("storage"))
+    redis = parseRedis(values.get("redis"))
+    if storage.blobDescriptorCache == "redis" and redis is None:
+        raise ConfigError(
+            "the redis blob descriptor cache needs the redis section (redis.addr)",
+            ["storage", "cache", storage.blobDescriptorCacheKey],
+        )
     return Configuration(
         version=version,
         log=parseLog(values.get("log"), values.get("loglevel")),
-        storage=parseStorage(values.get("storage")),
+        storage=storage,
+        redis=redis,
         http=parseHTTP(values.get("http")),
         health=parseHealth(values.get("health")),
         auth=parseAuth(values.get("auth")),

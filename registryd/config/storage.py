@@ -52,13 +52,13 @@ class StorageConfig:
     readOnly: bool = False
     uploadPurging: UploadPurgingConfig = field(default_factory=UploadPurgingConfig)
     gc: GarbageCollectionConfig = field(default_factory=GarbageCollectionConfig)
-    # The blob descriptor cache: distribution keeps digest -> (size, media type) in memory
-    # to spare storage round trips. registryd's core always keeps a bounded in-memory cache
-    # of what it learns about immutable content (registryd.registry.cache), which is what
-    # "inmemory" asks for, so that value (what Debian ships) is accepted and changes nothing
-    # observable; "redis" needs the redis section, not supported yet, and is refused.
+    # The blob descriptor cache (registryd.registry.descriptorcache): "inmemory" (a bounded
+    # LRU of blobDescriptorCacheSize entries) or "redis" (the top-level redis section);
+    # None: every blob stat goes to storage.
     blobDescriptorCache: str | None = None
     blobDescriptorCacheSize: int = 10000
+    # Which key named it (blobdescriptor, or layerinfo, its old name), for messages.
+    blobDescriptorCacheKey: str = "blobdescriptor"
 
 
 def _section(storage: dict[str, Any], name: str) -> dict[str, Any]:
@@ -138,16 +138,13 @@ def parseStorage(section: object) -> StorageConfig:
     cache = _section(storage, "cache")
     parsers.onlyKeys(cache, ("blobdescriptor", "blobdescriptorsize", "layerinfo"), ["storage", "cache"])
     blobDescriptorCache = None
+    cacheKey = "blobdescriptor"
     # "layerinfo" is the old name distribution still reads.
     for key in ("blobdescriptor", "layerinfo"):
         if cache.get(key) is not None:
             blobDescriptorCache = parsers.string(cache[key], ["storage", "cache", key])
-            if blobDescriptorCache == "redis":
-                raise ConfigError(
-                    "the redis blob descriptor cache is not supported yet by registryd (use inmemory)",
-                    ["storage", "cache", key],
-                )
-            if blobDescriptorCache != "inmemory":
+            cacheKey = key
+            if blobDescriptorCache not in ("inmemory", "redis"):
                 raise ConfigError(
                     f"unknown blob descriptor cache {blobDescriptorCache!r} (inmemory or redis)",
                     ["storage", "cache", key],
@@ -176,4 +173,5 @@ def parseStorage(section: object) -> StorageConfig:
         gc=gc,
         blobDescriptorCache=blobDescriptorCache,
         blobDescriptorCacheSize=cacheSize,
+        blobDescriptorCacheKey=cacheKey,
     )

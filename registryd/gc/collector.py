@@ -186,10 +186,14 @@ class GarbageCollector:
 
         # Quarantine, re-check, then sweep: see the module docstring for why this is safe.
         blobs = {blob.digest: blob for blob in candidates}
+        cache = _descriptorCache(self._registry)
+        # Held is already missing to readers: the cache must not keep serving it.
         for name, digest in removable:
             await self._hold(layout.revisionLinkDirectory(name, digest), "revision")
+            await cache.forgetLink(name, digest)
         for blob in candidates:
             await self._hold(layout.blobDirectory(blob.digest), "blob")
+            await cache.forget(blob.digest)
         heldRevisions = {
             (name, digest)
             for name, digest in removable
@@ -365,6 +369,7 @@ class GarbageCollector:
                 if not await layout.exists(driver, layout.blobDataPath(digest)):
                     if await layout.deleteIfPresent(driver, layout.layerLinkDirectory(name, digest)):
                         result.removedLayerLinks.append((name, digest))
+                        await _descriptorCache(self._registry).forgetLink(name, digest)
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -415,6 +420,14 @@ class GarbageCollector:
 
     def _say(self, line: str) -> None:
         self._report(line)
+
+
+def _descriptorCache(registry: Any) -> Any:
+    """The registry's blob descriptor cache (none for a bare registry-like object)."""
+    from registryd.registry.descriptorcache import NoDescriptorCache
+
+    cache = getattr(registry, "descriptorCache", None)
+    return cache if cache is not None else NoDescriptorCache()
 
 
 async def _deleteQuietly(driver: Any, path: str) -> None:

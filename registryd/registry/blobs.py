@@ -52,10 +52,16 @@ class Blobs:
 
     async def _stat(self, digest: str) -> Descriptor:
         parseDigest(digest)
+        cache = self._registry.descriptorCache
+        cached = await cache.stat(self._name, digest)
+        if cached is not None:
+            return cached
         if await isLinked(self._registry, self._name, digest):
             size = await storedSize(self._registry, digest)
             if size is not None:
-                return Descriptor(digest, size, None)
+                descriptor = Descriptor(digest, size, None)
+                await cache.remember(self._name, digest, descriptor)
+                return descriptor
         raise BlobUnknown(detail={"digest": digest})
 
     def open(self, digest: str, offset: int = 0, descriptor: IDescriptor | None = None) -> Deferred:
@@ -96,9 +102,12 @@ class Blobs:
     async def _delete(self, digest: str) -> None:
         self._registry.checkDeletable()
         parseDigest(digest)
-        if not await layout.deleteIfPresent(
+        unlinked = await layout.deleteIfPresent(
             self._registry.driver, layout.layerLinkDirectory(self._name, digest)
-        ):
+        )
+        # After the unlink, so a stat racing with it cannot put the link back in the cache.
+        await self._registry.descriptorCache.forgetLink(self._name, digest)
+        if not unlinked:
             raise BlobUnknown(detail={"digest": digest})
 
     def mount(self, digest: str, fromRepository: str | None) -> Deferred:

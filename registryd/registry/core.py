@@ -8,8 +8,9 @@ from zope.interface import implementer
 from registryd.registry import catalog, layout
 from registryd.registry.blobs import Blobs
 from registryd.registry.cache import LRUCache
+from registryd.registry.descriptorcache import NoDescriptorCache
 from registryd.registry.errors import Unsupported
-from registryd.registry.interfaces import IRegistry, IRepository
+from registryd.registry.interfaces import IBlobDescriptorCache, IRegistry, IRepository
 from registryd.registry.manifests import Manifests
 from registryd.registry.names import checkName
 from registryd.registry.schema import ManifestInfo, describeStored
@@ -40,9 +41,15 @@ class Registry:
     """The whole registry in distribution's layout over one storage driver."""
 
     def __init__(
-        self, driver: IStorageDriver, *, deleteEnabled: bool = False, readOnly: bool = False
+        self,
+        driver: IStorageDriver,
+        *,
+        deleteEnabled: bool = False,
+        readOnly: bool = False,
+        descriptorCache: IBlobDescriptorCache | None = None,
     ) -> None:
         self.driver = driver
+        self.descriptorCache = descriptorCache if descriptorCache is not None else NoDescriptorCache()
         self.deleteEnabled = deleteEnabled
         self.readOnly = readOnly
         self._manifestInfo: LRUCache[str, ManifestInfo] = LRUCache(MANIFEST_INFO_ENTRIES)

@@ -152,10 +152,33 @@ class IRepository(Interface):
         """
 
 
+class IBlobDescriptorCache(Interface):
+    """
+    What blob stats learned (C{storage.cache.blobdescriptor}): a digest's descriptor, and which
+    repositories link it. Failures of a remote cache are logged, never raised.
+    """
+
+    def stat(repository: str, digest: str) -> object:
+        """@return: Deferred firing with the IDescriptor of digest known linked into repository, or None."""
+
+    def remember(repository: str, digest: str, descriptor: IDescriptor) -> object:
+        """Remember digest's descriptor and its link into repository. @return: Deferred firing None."""
+
+    def forgetLink(repository: str, digest: str) -> object:
+        """Forget that digest is linked into repository (unlinked). @return: Deferred firing None."""
+
+    def forget(digest: str) -> object:
+        """Forget digest's descriptor (its data left the blob store). @return: Deferred firing None."""
+
+    def close() -> object:
+        """Release connections. @return: Deferred firing None."""
+
+
 class IRegistry(Interface):
     """The whole registry over one storage driver."""
 
     driver = Attribute("the L{IStorageDriver}")
+    descriptorCache = Attribute("the L{IBlobDescriptorCache} blob stats consult")
     readOnly = Attribute("True when writes are refused (storage.maintenance.readonly)")
     deleteEnabled = Attribute("storage.delete.enabled")
 

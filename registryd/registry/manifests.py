@@ -157,6 +157,7 @@ class Manifests:
                 await layout.writeLink(driver, layout.tagCurrentLinkPath(self._name, tag), previousTag)
         if revisionIsNew:
             await layout.deleteIfPresent(driver, layout.revisionLinkDirectory(self._name, digest))
+            await self._registry.descriptorCache.forgetLink(self._name, digest)
             if tag is not None:
                 indexEntry = layout.tagIndexLinkPath(self._name, tag, digest).rsplit("/", 1)[0]
                 await layout.deleteIfPresent(driver, indexEntry)
@@ -176,6 +177,8 @@ class Manifests:
         parseDigest(reference)
         if not await layout.deleteIfPresent(driver, layout.revisionLinkDirectory(self._name, reference)):
             raise ManifestUnknown(detail={"digest": reference})
+        # Blob reads accept a manifest revision too (isLinked), so its cached link goes with it.
+        await self._registry.descriptorCache.forgetLink(self._name, reference)
         for tag in await tagsPointingAt(self._registry, self._name, reference):
             await layout.deleteIfPresent(driver, layout.tagPath(self._name, tag))
 
