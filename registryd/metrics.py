@@ -65,6 +65,14 @@ STORAGE_ERRORS = Counter(
     ["driver", "operation", "error"],
 )
 
+# The blob descriptor cache (registryd.registry.descriptorcache).
+
+DESCRIPTOR_CACHE = Counter(
+    "registryd_blob_descriptor_cache_lookups",
+    "Blob descriptor cache lookups, by cache (inmemory, redis) and result (hit, miss, error).",
+    ["cache", "result"],
+)
+
 # Maintenance (registryd.service.UploadPurger).
 
 UPLOADS_PURGED = Counter(

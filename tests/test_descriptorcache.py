@@ -181,6 +181,23 @@ class DescriptorCacheTestsMixin:
         self.assertEqual(again, first)
         self.assertEqual(sum(registry.driver.calls.values()), 0, registry.driver.calls)
 
+    cacheLabel = ""
+
+    async def test_hits_and_misses_are_counted(self) -> None:
+        """registryd_blob_descriptor_cache_lookups counts each lookup by cache and result."""
+        from registryd.metrics import DESCRIPTOR_CACHE
+
+        def count(result: str) -> float:
+            return DESCRIPTOR_CACHE.labels(self.cacheLabel, result)._value.get()
+
+        registry = await self.registry()
+        repository = registry.repository("library/app")
+        digest = await pushBlob(repository, LAYER)
+        hits, misses = count("hit"), count("miss")
+        await repository.blobs.stat(digest)
+        await repository.blobs.stat(digest)
+        self.assertEqual((count("hit") - hits, count("miss") - misses), (1, 1))
+
     async def test_other_repository_is_not_a_hit(self) -> None:
         registry = await self.registry()
         digest = await pushBlob(registry.repository("library/app"), LAYER)
@@ -231,6 +248,8 @@ class DescriptorCacheTestsMixin:
 class InMemoryDescriptorCacheTests(DescriptorCacheTestsMixin, TestCase):
     """The bounded LRU in this process."""
 
+    cacheLabel = "inmemory"
+
     def makeCache(self) -> Any:
         return InMemoryDescriptorCache(100)
 
@@ -244,6 +263,8 @@ class InMemoryDescriptorCacheTests(DescriptorCacheTestsMixin, TestCase):
 
 class RedisDescriptorCacheTests(DescriptorCacheTestsMixin, TestCase):
     """In a real redis-server, started by the test."""
+
+    cacheLabel = "redis"
 
     password = "registryd-test"
 

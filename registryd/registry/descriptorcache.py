@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from registryd.metrics import DESCRIPTOR_CACHE
 from registryd.registry.cache import LRUCache
 from registryd.registry.descriptors import Descriptor
 from registryd.registry.interfaces import IBlobDescriptorCache
@@ -57,9 +58,9 @@ class InMemoryDescriptorCache:
 
     def stat(self, repository: str, digest: str) -> Deferred:
         """@return: Deferred firing with the cached Descriptor, or None."""
-        if not self._links.get((repository, digest)):
-            return succeed(None)
-        return succeed(self._descriptors.get(digest))
+        found = self._descriptors.get(digest) if self._links.get((repository, digest)) else None
+        DESCRIPTOR_CACHE.labels("inmemory", "miss" if found is None else "hit").inc()
+        return succeed(found)
 
     def remember(self, repository: str, digest: str, descriptor: Descriptor) -> Deferred:
         """Remember that digest is linked into repository with that descriptor. @return: Deferred."""
@@ -80,6 +81,17 @@ class InMemoryDescriptorCache:
     def close(self) -> Deferred:
         """@return: Deferred firing None."""
         return succeed(None)
+
+
+def _cachedDescriptor(digest: str, member: object, fields: Any) -> Descriptor | None:
+    """The Descriptor a Redis answer holds, or None when the link or a field is missing."""
+    if member != 1 or not fields or _text(fields[0]) != digest or fields[1] is None:
+        return None
+    try:
+        size = int(fields[1])
+    except ValueError:
+        return None
+    return Descriptor(digest, size, _text(fields[2]) or None)
 
 
 def descriptorKey(digest: str) -> str:
@@ -125,14 +137,11 @@ class RedisDescriptorCache:
             )
         except Exception:
             self.log.failure("blob descriptor cache: redis stat of {digest} failed", digest=digest)
+            DESCRIPTOR_CACHE.labels("redis", "error").inc()
             return None
-        if member != 1 or not fields or _text(fields[0]) != digest or fields[1] is None:
-            return None
-        try:
-            size = int(fields[1])
-        except ValueError:
-            return None
-        return Descriptor(digest, size, _text(fields[2]) or None)
+        descriptor = _cachedDescriptor(digest, member, fields)
+        DESCRIPTOR_CACHE.labels("redis", "miss" if descriptor is None else "hit").inc()
+        return descriptor
 
     def remember(self, repository: str, digest: str, descriptor: Descriptor) -> Deferred:
         """Store the descriptor and the link. @return: Deferred firing None (errors are logged)."""
