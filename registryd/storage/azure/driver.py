@@ -9,7 +9,7 @@ import base64
 import hashlib
 import hmac
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -19,19 +19,25 @@ import treq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
-from registryd.storage.azure.streams import BlockWriter, EmptyReader, StreamingReader, blockIndex
+from registryd.storage.azure.streams import BlockWriter, blockIndex
 from registryd.storage.inmemory import FileInfo
 from registryd.storage.interfaces import (
-    SKIP_DIR,
     InvalidOffset,
     IStorageDriver,
     PathNotFound,
     StorageDriverError,
+)
+from registryd.storage.objectstore import (
+    EmptyReader,
+    ObjectStoreDriver,
+    RootedNames,
+    failWith,
+    rootedDirectory,
+    streamBody,
 )
 from registryd.storage.paths import checkPath
 
@@ -52,11 +58,12 @@ class _AzureError(Exception):
 
 
 @implementer(IStorageDriver)
-class AzureDriver:
+class AzureDriver(RootedNames, ObjectStoreDriver):
     """Paths are blob names below an optional root directory in one container."""
 
     name = NAME
     log = Logger()
+    _blobName = RootedNames._objectName
 
     def __init__(
         self,
@@ -78,7 +85,7 @@ class AzureDriver:
         serviceURL = (serviceURL or f"https://{accountName}.blob.{realm}").rstrip("/")
         self.containerURL = f"{serviceURL}/{container}"
         self._containerPath = urlsplit(self.containerURL).path
-        self._root = "/".join(p for p in rootDirectory.split("/") if p)
+        self._root = rootedDirectory(rootDirectory)
         self.maxRetries = maxRetries
         self.retryDelay = retryDelay
         self.chunkSize = chunkSize
@@ -86,27 +93,7 @@ class AzureDriver:
         self._pool.maxPersistentPerHost = 8
         self._containerReady: Deferred | None = None
 
-    def stop(self) -> Deferred:
-        """Close the pooled connections."""
-        return self._pool.closeCachedConnections()
-
     # -- requests ------------------------------------------------------------------------
-
-    def _blobName(self, path: str) -> str:
-        """The blob name of a storage path ("" for the root)."""
-        relative = path.strip("/")
-        return "/".join(p for p in (self._root, relative) if p)
-
-    def _prefix(self, path: str) -> str:
-        """The blob name prefix of everything below a directory path."""
-        name = self._blobName(path)
-        return name + "/" if name else ""
-
-    def _pathOf(self, blobName: str) -> str:
-        """The storage path of a blob name (or prefix without its trailing slash)."""
-        if self._root:
-            blobName = blobName[len(self._root) + 1 :]
-        return "/" + blobName
 
     def _sign(self, method: str, urlPath: str, query: dict[str, str], headers: dict[str, str]) -> str:
         """The Shared Key Authorization header for a request."""
@@ -182,7 +169,7 @@ class AzureDriver:
         expect: Iterable[int] = (200,),
     ) -> tuple[Any, bytes]:
         """A request whose answer is read whole; PathNotFound on 404, _AzureError unless expected."""
-        blobName = self._blobName(path) if path is not None else None
+        blobName = self._objectName(path) if path is not None else None
         response = await self._request(method, blobName, query, headers, body)
         content = await treq.content(response)
         if response.code in expect:
@@ -208,16 +195,6 @@ class AzureDriver:
                 code=response.code,
             )
 
-    def _wrap(self, coroutine: Any) -> Deferred:
-        """Run a coroutine, turning unexpected service answers into StorageDriverError."""
-
-        def translate(failure: Failure) -> Failure:
-            if failure.check(StorageDriverError):
-                return failure
-            return Failure(StorageDriverError(self.name, None, str(failure.value)))
-
-        return Deferred.fromCoroutine(coroutine).addErrback(translate)
-
     # -- operations ----------------------------------------------------------------------
 
     async def _getContent(self, path: str) -> bytes:
@@ -227,9 +204,6 @@ class AzureDriver:
         _, content = await self._call("GET", path)
         return content
 
-    def getContent(self, path: str) -> Deferred:
-        return self._wrap(self._getContent(path))
-
     async def _putContent(self, path: str, data: bytes) -> None:
         checkPath(self.name, path)
         if path == "/":
@@ -238,9 +212,6 @@ class AzureDriver:
             "PUT", path, headers={"x-ms-blob-type": "BlockBlob"}, body=bytes(data), expect=(201,)
         )
 
-    def putContent(self, path: str, data: bytes) -> Deferred:
-        return self._wrap(self._putContent(path, data))
-
     async def _reader(self, path: str, offset: int) -> Any:
         checkPath(self.name, path)
         if path == "/":
@@ -248,11 +219,9 @@ class AzureDriver:
         if offset < 0:
             raise InvalidOffset(self.name, path, f"offset {offset}")
         headers = {"x-ms-range": f"bytes={offset}-"} if offset else {}
-        response = await self._request("GET", self._blobName(path), headers=headers)
+        response = await self._request("GET", self._objectName(path), headers=headers)
         if response.code in (200, 206):
-            reader = StreamingReader()
-            response.deliverBody(reader)
-            return reader
+            return streamBody(response)
         await treq.content(response)
         if response.code == 404:
             raise PathNotFound(self.name, path)
@@ -262,9 +231,6 @@ class AzureDriver:
                 return EmptyReader()
             raise InvalidOffset(self.name, path, f"offset {offset} beyond size {info.size}")
         raise _AzureError(response.code, "", b"")
-
-    def reader(self, path: str, offset: int = 0) -> Deferred:
-        return self._wrap(self._reader(path, offset))
 
     async def _blockList(self, path: str) -> tuple[list[str], list[tuple[str, int]]]:
         """The committed block IDs and the uncommitted (ID, size) pairs of a blob; PathNotFound."""
@@ -323,9 +289,6 @@ class AzureDriver:
             raise PathNotFound(self.name, path)
         return BlockWriter(self, path, blocks)
 
-    def writer(self, path: str, append: bool = False) -> Deferred:
-        return self._wrap(self._writer(path, append))
-
     async def _entries(self, path: str, delimiter: bool = True, limit: int | None = None) -> list[FileInfo]:
         """The blobs (and, with delimiter, the directories) directly below a directory path."""
         prefix = self._prefix(path)
@@ -372,26 +335,13 @@ class AzureDriver:
         modTime = parsedate_to_datetime(modified).timestamp() if modified else time.time()
         return FileInfo(path, size, modTime, False)
 
-    def stat(self, path: str) -> Deferred:
-        return self._wrap(self._stat(path))
-
-    async def _list(self, path: str) -> list[str]:
-        checkPath(self.name, path)
-        children = [info.path for info in await self._entries(path)]
-        if not children and path != "/":
-            raise PathNotFound(self.name, path)
-        return children
-
-    def list(self, path: str) -> Deferred:
-        return self._wrap(self._list(path))
-
     async def _move(self, sourcePath: str, destPath: str) -> None:
         checkPath(self.name, sourcePath)
         checkPath(self.name, destPath)
         if sourcePath == "/" or destPath == "/":
             raise PathNotFound(self.name, sourcePath)
         await self._stat(sourcePath)  # PathNotFound before anything is written
-        source = self.containerURL + "/" + quote(self._blobName(sourcePath), safe="/-_.~")
+        source = self.containerURL + "/" + quote(self._objectName(sourcePath), safe="/-_.~")
         try:
             response, _ = await self._call(
                 "PUT", destPath, headers={"x-ms-copy-source": source}, expect=(202, 201)
@@ -411,9 +361,6 @@ class AzureDriver:
             raise StorageDriverError(self.name, destPath, f"copy ended with status {status}")
         await self._call("DELETE", sourcePath, expect=(202,))
 
-    def move(self, sourcePath: str, destPath: str) -> Deferred:
-        return self._wrap(self._move(sourcePath, destPath))
-
     async def _delete(self, path: str) -> None:
         checkPath(self.name, path)
         deleted = False
@@ -432,12 +379,9 @@ class AzureDriver:
         if not deleted:
             raise PathNotFound(self.name, path)
 
-    def delete(self, path: str) -> Deferred:
-        return self._wrap(self._delete(path))
-
     def _sasURL(self, path: str) -> str:
         """A service SAS URL allowing reads of one blob for a while."""
-        blobName = self._blobName(path)
+        blobName = self._objectName(path)
         expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + _SAS_LIFETIME))
         resource = f"/blob/{self.accountName}/{self.container}/{blobName}"
         fields = ["r", "", expiry, resource, "", "", "", API_VERSION, "b", "", "", "", "", "", "", ""]
@@ -454,25 +398,10 @@ class AzureDriver:
         try:
             checkPath(self.name, path)
         except StorageDriverError as e:
-            return Deferred.fromCoroutine(_raise(e))
+            return Deferred.fromCoroutine(failWith(e))
         if method.upper() not in ("GET", "HEAD"):
             return succeed(None)
         return succeed(self._sasURL(path))
-
-    async def _walk(self, path: str, visit: Callable[[FileInfo], object]) -> None:
-        for info in await self._entries(path):
-            result = visit(info)
-            if isinstance(result, Deferred):
-                result = await result
-            if info.isDir and result is not SKIP_DIR:
-                await self._walk(info.path, visit)
-
-    async def _walkFrom(self, path: str, visit: Callable[[FileInfo], object]) -> None:
-        await self._stat(path)
-        await self._walk(path, visit)
-
-    def walk(self, path: str, visit: Callable[[FileInfo], object]) -> Deferred:
-        return Deferred.fromCoroutine(self._walkFrom(path, visit))
 
 
 async def _waitFor(shared: Deferred) -> None:
@@ -480,8 +409,3 @@ async def _waitFor(shared: Deferred) -> None:
     waiting: Deferred = Deferred()
     shared.addBoth(lambda result: (waiting.callback(None), result)[1])
     await waiting
-
-
-async def _raise(error: Exception) -> None:
-    """A coroutine that fails with error."""
-    raise error

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -16,21 +16,26 @@ from urllib.parse import quote, urlencode
 import treq
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
-from registryd.storage.azure.streams import EmptyReader, StreamingReader
 from registryd.storage.gcs.auth import ServiceAccount, TokenSource
 from registryd.storage.gcs.streams import SIDECAR_SUFFIX, ResumableWriter, decodeSidecar
 from registryd.storage.inmemory import FileInfo
 from registryd.storage.interfaces import (
-    SKIP_DIR,
     InvalidOffset,
     IStorageDriver,
     PathNotFound,
     StorageDriverError,
+)
+from registryd.storage.objectstore import (
+    EmptyReader,
+    ObjectStoreDriver,
+    RootedNames,
+    failWith,
+    rootedDirectory,
+    streamBody,
 )
 from registryd.storage.paths import checkPath
 
@@ -58,7 +63,7 @@ def _modTime(stamp: str | None) -> float:
 
 
 @implementer(IStorageDriver)
-class GCSDriver:
+class GCSDriver(RootedNames, ObjectStoreDriver):
     """Paths are object names below an optional root directory in one bucket."""
 
     name = NAME
@@ -78,7 +83,7 @@ class GCSDriver:
         self.bucket = bucket
         self.account = account
         self.endpoint = (endpoint or DEFAULT_ENDPOINT).rstrip("/")
-        self._root = "/".join(p for p in rootDirectory.split("/") if p)
+        self._root = rootedDirectory(rootDirectory)
         self.chunkSize = chunkSize
         self._bucketURL = f"{self.endpoint}/storage/v1/b/{quote(bucket, safe='')}"
         self._uploadURL = f"{self.endpoint}/upload/storage/v1/b/{quote(bucket, safe='')}/o"
@@ -86,27 +91,7 @@ class GCSDriver:
         self._pool.maxPersistentPerHost = 8
         self._tokens = None if anonymous else TokenSource(reactor, self._pool, account)
 
-    def stop(self) -> Deferred:
-        """Close the pooled connections."""
-        return self._pool.closeCachedConnections()
-
     # -- names ---------------------------------------------------------------------------
-
-    def _objectName(self, path: str) -> str:
-        """The object name of a storage path ("" for the root)."""
-        relative = path.strip("/")
-        return "/".join(p for p in (self._root, relative) if p)
-
-    def _prefix(self, path: str) -> str:
-        """The object name prefix of everything below a directory path."""
-        name = self._objectName(path)
-        return name + "/" if name else ""
-
-    def _pathOf(self, objectName: str) -> str:
-        """The storage path of an object name (or prefix without its trailing slash)."""
-        if self._root:
-            objectName = objectName[len(self._root) + 1 :]
-        return "/" + objectName
 
     def _objectURL(self, name: str) -> str:
         return f"{self._bucketURL}/o/{quote(name, safe=_SAFE)}"
@@ -150,16 +135,6 @@ class GCSDriver:
         if response.code == 404 and path is not None:
             raise PathNotFound(self.name, path)
         raise _GCSError(response.code, content)
-
-    def _wrap(self, coroutine: Any) -> Deferred:
-        """Run a coroutine, turning unexpected service answers into StorageDriverError."""
-
-        def translate(failure: Failure) -> Failure:
-            if failure.check(StorageDriverError):
-                return failure
-            return Failure(StorageDriverError(self.name, None, str(failure.value)))
-
-        return Deferred.fromCoroutine(coroutine).addErrback(translate)
 
     async def _upload(self, name: str, data: bytes, path: str) -> None:
         """Store an object in one media upload."""
@@ -224,17 +199,11 @@ class GCSDriver:
         _, content = await self._callURL("GET", self._objectURL(self._objectName(path)) + "?alt=media", path)
         return content
 
-    def getContent(self, path: str) -> Deferred:
-        return self._wrap(self._getContent(path))
-
     async def _putContent(self, path: str, data: bytes) -> None:
         checkPath(self.name, path)
         if path == "/":
             raise PathNotFound(self.name, path)
         await self._upload(self._objectName(path), bytes(data), path)
-
-    def putContent(self, path: str, data: bytes) -> Deferred:
-        return self._wrap(self._putContent(path, data))
 
     async def _reader(self, path: str, offset: int) -> Any:
         checkPath(self.name, path)
@@ -245,9 +214,7 @@ class GCSDriver:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         response = await self._request("GET", self._objectURL(self._objectName(path)) + "?alt=media", headers)
         if response.code == 200 and not offset or response.code == 206:
-            reader = StreamingReader()
-            response.deliverBody(reader)
-            return reader
+            return streamBody(response)
         content = await treq.content(response)
         if response.code == 404:
             raise PathNotFound(self.name, path)
@@ -259,9 +226,6 @@ class GCSDriver:
                 return EmptyReader()
             raise InvalidOffset(self.name, path, f"offset {offset} beyond size {info.size}")
         raise _GCSError(response.code, content)
-
-    def reader(self, path: str, offset: int = 0) -> Deferred:
-        return self._wrap(self._reader(path, offset))
 
     async def _writer(self, path: str, append: bool) -> ResumableWriter:
         checkPath(self.name, path)
@@ -281,9 +245,6 @@ class GCSDriver:
             await self._abandon(path, session)
             return ResumableWriter(self, path)
         return ResumableWriter(self, path, session, sent, tail, hasSidecar=True)
-
-    def writer(self, path: str, append: bool = False) -> Deferred:
-        return self._wrap(self._writer(path, append))
 
     async def _pages(self, prefix: str, delimiter: bool, pageSize: int = 1000) -> Any:
         """Yield (items, prefixes) page by page of a listing below prefix."""
@@ -341,19 +302,6 @@ class GCSDriver:
         item = json.loads(content)
         return FileInfo(path, int(item.get("size", 0)), _modTime(item.get("updated")), False)
 
-    def stat(self, path: str) -> Deferred:
-        return self._wrap(self._stat(path))
-
-    async def _list(self, path: str) -> list[str]:
-        checkPath(self.name, path)
-        children = [info.path for info in await self._entries(path)]
-        if not children and path != "/":
-            raise PathNotFound(self.name, path)
-        return children
-
-    def list(self, path: str) -> Deferred:
-        return self._wrap(self._list(path))
-
     async def _move(self, sourcePath: str, destPath: str) -> None:
         checkPath(self.name, sourcePath)
         checkPath(self.name, destPath)
@@ -379,9 +327,6 @@ class GCSDriver:
             "DELETE", self._objectURL(self._objectName(sourcePath)), sourcePath, expect=(200, 204)
         )
 
-    def move(self, sourcePath: str, destPath: str) -> Deferred:
-        return self._wrap(self._move(sourcePath, destPath))
-
     async def _deleteObject(self, name: str) -> bool:
         """Delete one object; whether it was there."""
         response, _ = await self._callURL("DELETE", self._objectURL(name), None, expect=(200, 204, 404))
@@ -401,14 +346,11 @@ class GCSDriver:
         if not deleted:
             raise PathNotFound(self.name, path)
 
-    def delete(self, path: str) -> Deferred:
-        return self._wrap(self._delete(path))
-
     def redirectURL(self, method: str, path: str) -> Deferred:
         try:
             checkPath(self.name, path)
         except StorageDriverError as e:
-            return Deferred.fromCoroutine(_raise(e))
+            return Deferred.fromCoroutine(failWith(e))
         if self.account is None or method.upper() not in ("GET", "HEAD"):
             return succeed(None)
         url = self.account.signedURL(
@@ -420,23 +362,3 @@ class GCSDriver:
             time.time(),
         )
         return succeed(url)
-
-    async def _walk(self, path: str, visit: Callable[[FileInfo], object]) -> None:
-        for info in await self._entries(path):
-            result = visit(info)
-            if isinstance(result, Deferred):
-                result = await result
-            if info.isDir and result is not SKIP_DIR:
-                await self._walk(info.path, visit)
-
-    async def _walkFrom(self, path: str, visit: Callable[[FileInfo], object]) -> None:
-        await self._wrap(self._stat(path))
-        await self._walk(path, visit)
-
-    def walk(self, path: str, visit: Callable[[FileInfo], object]) -> Deferred:
-        return Deferred.fromCoroutine(self._walkFrom(path, visit))
-
-
-async def _raise(error: Exception) -> None:
-    """A coroutine that fails with error."""
-    raise error

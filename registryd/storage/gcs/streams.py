@@ -10,10 +10,8 @@ import json
 import re
 from typing import TYPE_CHECKING
 
-from twisted.internet.defer import Deferred
-from zope.interface import implementer
-
-from registryd.storage.interfaces import IFileWriter, StorageDriverError
+from registryd.storage.interfaces import StorageDriverError
+from registryd.storage.objectstore import ChunkedWriter
 
 if TYPE_CHECKING:
     from registryd.storage.gcs.driver import GCSDriver
@@ -38,8 +36,7 @@ def decodeSidecar(content: bytes) -> tuple[str | None, int, bytes]:
     return session, sent, tail
 
 
-@implementer(IFileWriter)
-class ResumableWriter:
+class ResumableWriter(ChunkedWriter):
     """Sends each full chunk to the upload session as it fills; only one chunk is ever held."""
 
     def __init__(
@@ -51,18 +48,10 @@ class ResumableWriter:
         tail: bytes = b"",
         hasSidecar: bool = False,
     ) -> None:
-        self._driver = driver
-        self._path = path
+        super().__init__(driver, path, size=sent + len(tail), buffered=tail)
         self._session = session
         self._sent = sent
-        self._buffer = bytearray(tail)
         self._hasSidecar = hasSidecar
-        self._state = "open"
-        self.size = sent + len(tail)
-
-    def _check(self) -> None:
-        if self._state != "open":
-            raise StorageDriverError(self._driver.name, self._path, f"writer already {self._state}")
 
     async def _send(self, data: bytes, final: bool) -> None:
         """Send data at the session's offset; the final piece names the total size."""
@@ -102,33 +91,24 @@ class ResumableWriter:
             if not data:
                 return
 
-    async def _write(self, data: bytes) -> None:
-        self._check()
-        self._buffer += data
-        self.size += len(data)
-        chunkSize = self._driver.chunkSize
-        while len(self._buffer) >= chunkSize:
-            chunk = bytes(self._buffer[:chunkSize])
-            del self._buffer[:chunkSize]
-            await self._send(chunk, final=False)
+    async def _sendChunk(self, data: bytes) -> None:
+        """Send one full chunk to the session."""
+        await self._send(data, final=False)
 
     async def _close(self) -> None:
-        self._check()
-        self._state = "closed"
+        self._finish("closed")
         await self._driver._putSidecar(
             self._path, encodeSidecar(self._session, self._sent, bytes(self._buffer))
         )
         self._buffer = bytearray()
 
     async def _cancel(self) -> None:
-        self._check()
-        self._state = "cancelled"
+        self._finish("cancelled")
         self._buffer = bytearray()
         await self._driver._abandon(self._path, self._session)
 
     async def _commit(self) -> None:
-        self._check()
-        self._state = "committed"
+        self._finish("committed")
         data, self._buffer = bytes(self._buffer), bytearray()
         if self._session is None:
             await self._driver._putContent(self._path, data)
@@ -136,15 +116,3 @@ class ResumableWriter:
             await self._send(data, final=True)
         if self._hasSidecar:
             await self._driver._deleteSidecar(self._path)
-
-    def write(self, data: bytes) -> Deferred:
-        return Deferred.fromCoroutine(self._write(bytes(data)))
-
-    def close(self) -> Deferred:
-        return Deferred.fromCoroutine(self._close())
-
-    def cancel(self) -> Deferred:
-        return Deferred.fromCoroutine(self._cancel())
-
-    def commit(self) -> Deferred:
-        return Deferred.fromCoroutine(self._commit())

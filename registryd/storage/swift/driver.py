@@ -19,7 +19,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -36,15 +36,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-from registryd.storage.azure.streams import EmptyReader, StreamingReader
 from registryd.storage.inmemory import FileInfo
 from registryd.storage.interfaces import (
-    SKIP_DIR,
     InvalidOffset,
     IStorageDriver,
     PathNotFound,
-    StorageDriverError,
 )
+from registryd.storage.objectstore import EmptyReader, ObjectStoreDriver, streamBody
 from registryd.storage.paths import checkPath
 from registryd.storage.swift.auth import Credentials, authenticate
 from registryd.storage.swift.streams import SegmentWriter
@@ -77,7 +75,7 @@ def _header(response: Any, name: str) -> str:
 
 
 @implementer(IStorageDriver)
-class SwiftDriver:
+class SwiftDriver(ObjectStoreDriver):
     """Paths are objects below a prefix in one container."""
 
     name = NAME
@@ -114,10 +112,6 @@ class SwiftDriver:
         self.storageURL = ""
         self._tenantID = ""
         self._ready: Deferred | None = None
-
-    def stop(self) -> Deferred:
-        """Close the pooled connections."""
-        return self._pool.closeCachedConnections()
 
     # -- names ---------------------------------------------------------------------------
 
@@ -234,16 +228,6 @@ class SwiftDriver:
             raise PathNotFound(self.name, path)
         raise _SwiftError(method, response.code, content)
 
-    def _wrap(self, coroutine: Any) -> Deferred:
-        """Run a coroutine, turning unexpected answers into StorageDriverError."""
-
-        def translate(failure: Failure) -> Failure:
-            if failure.check(StorageDriverError):
-                return failure
-            return Failure(StorageDriverError(self.name, None, str(failure.value)))
-
-        return Deferred.fromCoroutine(coroutine).addErrback(translate)
-
     async def listNames(
         self, prefix: str, delimiter: bool = False, limit: int | None = None
     ) -> list[dict[str, Any]]:
@@ -297,17 +281,11 @@ class SwiftDriver:
         _, content = await self.call("GET", self._file(path), expect=(200,), path=path)
         return content
 
-    def getContent(self, path: str) -> Deferred:
-        return self._wrap(self._getContent(path))
-
     async def _putContent(self, path: str, data: bytes) -> None:
         checkPath(self.name, path)
         if path == "/":
             raise PathNotFound(self.name, path)
         await self.call("PUT", self._file(path), body=bytes(data), expect=(201,), path=path)
-
-    def putContent(self, path: str, data: bytes) -> Deferred:
-        return self._wrap(self._putContent(path, data))
 
     async def _reader(self, path: str, offset: int) -> Any:
         checkPath(self.name, path)
@@ -318,9 +296,7 @@ class SwiftDriver:
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         response = await self.request("GET", self._file(path), headers=headers)
         if response.code in (200, 206):
-            reader = StreamingReader()
-            response.deliverBody(reader)
-            return reader
+            return streamBody(response)
         await treq.content(response)
         if response.code == 404:
             raise PathNotFound(self.name, path)
@@ -330,9 +306,6 @@ class SwiftDriver:
                 return EmptyReader()
             raise InvalidOffset(self.name, path, f"offset {offset} beyond size {info.size}")
         raise _SwiftError("GET", response.code, b"")
-
-    def reader(self, path: str, offset: int = 0) -> Deferred:
-        return self._wrap(self._reader(path, offset))
 
     async def _writer(self, path: str, append: bool) -> SegmentWriter:
         checkPath(self.name, path)
@@ -357,9 +330,6 @@ class SwiftDriver:
             if index.isdigit() and int(index) == len(segments):
                 segments.append(int(entry["bytes"]))
         return SegmentWriter(self, path, session, segments)
-
-    def writer(self, path: str, append: bool = False) -> Deferred:
-        return self._wrap(self._writer(path, append))
 
     async def saveRecord(self, path: str, session: str) -> None:
         """Remember the session of a closed writer, for a later writer to resume."""
@@ -401,9 +371,6 @@ class SwiftDriver:
             return FileInfo(path, 0, time.time(), True)
         raise PathNotFound(self.name, path)
 
-    def stat(self, path: str) -> Deferred:
-        return self._wrap(self._stat(path))
-
     async def _entries(self, path: str, exactSizes: bool = False) -> list[FileInfo]:
         """The files and directories directly below a directory path."""
         now = time.time()
@@ -424,16 +391,6 @@ class SwiftDriver:
             infos.append(FileInfo(childPath, int(entry.get("bytes", 0)), modTime, False))
         infos.sort(key=lambda info: info.path)
         return infos
-
-    async def _list(self, path: str) -> list[str]:
-        checkPath(self.name, path)
-        children = [info.path for info in await self._entries(path)]
-        if not children and path != "/":
-            raise PathNotFound(self.name, path)
-        return children
-
-    def list(self, path: str) -> Deferred:
-        return self._wrap(self._list(path))
 
     async def _move(self, sourcePath: str, destPath: str) -> None:
         checkPath(self.name, sourcePath)
@@ -462,9 +419,6 @@ class SwiftDriver:
         if previous and previous != session:
             await self.deleteSegments(previous)
 
-    def move(self, sourcePath: str, destPath: str) -> Deferred:
-        return self._wrap(self._move(sourcePath, destPath))
-
     async def _deleteFile(self, name: str) -> bool:
         """Delete one content object and, for a manifest, its segments; False if it was absent."""
         session = await self._manifestSession(name)
@@ -491,9 +445,6 @@ class SwiftDriver:
         if not deleted:
             raise PathNotFound(self.name, path)
 
-    def delete(self, path: str) -> Deferred:
-        return self._wrap(self._delete(path))
-
     def tempURL(self, method: str, path: str, lifetime: int = _TEMP_URL_LIFETIME) -> str:
         """A temporary URL allowing method on one object until it expires."""
         url = self._objectURL(self._file(path))
@@ -516,17 +467,6 @@ class SwiftDriver:
     def redirectURL(self, method: str, path: str) -> Deferred:
         return self._wrap(self._redirectURL(method, path))
 
-    async def _walk(self, path: str, visit: Callable[[FileInfo], object]) -> None:
-        for info in await self._entries(path, exactSizes=True):
-            result = visit(info)
-            if isinstance(result, Deferred):
-                result = await result
-            if info.isDir and result is not SKIP_DIR:
-                await self._walk(info.path, visit)
-
-    async def _walkFrom(self, path: str, visit: Callable[[FileInfo], object]) -> None:
-        await self._wrap(self._stat(path))
-        await self._walk(path, visit)
-
-    def walk(self, path: str, visit: Callable[[FileInfo], object]) -> Deferred:
-        return Deferred.fromCoroutine(self._walkFrom(path, visit))
+    async def _walkEntries(self, path: str) -> list[FileInfo]:
+        """Walk visits entries with the sizes of manifests looked up."""
+        return await self._entries(path, exactSizes=True)
