@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.resource import IResource, NoResource, Resource
 from twisted.web.server import Site
@@ -25,6 +25,7 @@ from registryd import metrics
 from registryd.config import Configuration
 from registryd.config.storage import UploadPurgingConfig
 from registryd.health import StorageHealthCheck
+from registryd.periodic import PeriodicService
 from registryd.registry.layout import REPOSITORIES
 from registryd.registry.uploads import parseStartedAt as _startedAtTime
 from registryd.storage.interfaces import SKIP_DIR, IStorageDriver, PathNotFound
@@ -37,7 +38,7 @@ def parseStartedAt(text: bytes | str) -> float:
     return _startedAtTime(text).timestamp()
 
 
-class UploadPurger(Service):
+class UploadPurger(PeriodicService):
     """
     C{storage.maintenance.uploadpurging}: every interval, delete uploads older than age
     under every repository's C{_uploads} (only report them with dry run). The first pass
@@ -53,12 +54,9 @@ class UploadPurger(Service):
         clock: IReactorTime,
         firstDelay: float = 60.0,
     ) -> None:
+        super().__init__(clock, config.interval, firstDelay)
         self._driver = driver
         self._config = config
-        self._clock = clock
-        self._firstDelay = firstDelay
-        self._loop: LoopingCall | None = None
-        self._delayed: Any = None
 
     async def purge(self, now: float | None = None) -> list[str]:
         """Purge once. @return: the upload directories deleted (or that would be, in dry run)."""
@@ -130,24 +128,6 @@ class UploadPurger(Service):
 
         d.addErrback(failed)
         return d
-
-    def _startLoop(self) -> None:
-        self._delayed = None
-        self._loop = LoopingCall(self._run)
-        self._loop.clock = self._clock
-        self._loop.start(self._config.interval, now=True)
-
-    def startService(self) -> None:
-        super().startService()
-        self._delayed = self._clock.callLater(self._firstDelay, self._startLoop)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._delayed is not None and self._delayed.active():
-            self._delayed.cancel()
-        self._delayed = None
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
 
 
 class PrefixResource(Resource):

@@ -26,6 +26,7 @@ from tests.support.processes import (
     freePort,
     registrydCommand,
     registrydEnvironment,
+    registrydOn,
     writeConfig,
 )
 from tests.support.skopeo import Skopeo, SkopeoFailed, compareLayouts
@@ -145,15 +146,7 @@ class BasicAuthTests(RegistryTestCase):
         }
         config = writeConfig(work, self.root, port, extra=extra)
         context = ssl.create_default_context(cadata=ca.pem().decode("ascii"))
-        registry = TLSRegistryProcess(
-            registrydCommand(config),
-            port,
-            work / "registryd.log",
-            cwd=work,
-            env=registrydEnvironment(),
-            name="registryd",
-            context=context,
-        )
+        registry = registrydOn(work, config, port, TLSRegistryProcess, context=context)
         self.addCleanup(registry.stop)
         registry.start()
         certificates = self.workDirectory() / "certs.d"

@@ -7,55 +7,36 @@ layers from the Swift proxy itself; with C{storage.redirect.disable} registryd s
 
 from __future__ import annotations
 
-import http.client
 import uuid
 
-from tests.support.cases import RegistryTestCase
-from tests.support.skopeo import Skopeo, compareLayouts
+from tests.support.cases import ObjectStoreRoundTripCase
 from tests.support.swift import PASSWORD, USERNAME, sharedSwift
 
 
-class SwiftSkopeoTests(RegistryTestCase):
+class SwiftSkopeoTests(ObjectStoreRoundTripCase):
     """skopeo against registryd on the swift driver."""
 
+    repository = "e2e/swift"
+
     def startOnSwift(self, redirect: bool) -> None:
-        swift = sharedSwift()
-        storage = {
+        driver = {
             "swift": {
-                "authurl": swift.authURL,
+                "authurl": sharedSwift().authURL,
                 "username": USERNAME,
                 "password": PASSWORD,
                 "container": f"e2e-{uuid.uuid4().hex[:20]}",
                 "prefix": "/registry",
                 "chunksize": "1M",
                 "secretkey": "e2e-temp-url-key",
-            },
-            "delete": {"enabled": True},
-            "redirect": {"disable": not redirect},
+            }
         }
-        self.registry = self.startRegistryd(self.workDirectory() / "unused", storage=storage)
-        self.skopeo = Skopeo(self.registry)
-        self.source, self.image, _ = self.buildLayout()
-
-    def roundTrip(self) -> None:
-        self.skopeo.copy(f"oci:{self.source}:v1", self.skopeo.reference("e2e/swift", "v1"))
-        out = self.workDirectory() / "out"
-        self.skopeo.copy(self.skopeo.reference("e2e/swift", "v1"), f"oci:{out}:pulled")
-        problems = compareLayouts(self.source, "v1", out, "pulled")
-        self.assertEqual(problems, [], f"copy differs from the original:\n{self.registry.logTail()}")
+        self.startOnStorage(driver, redirect)
 
     def test_round_trip_with_temp_url_redirects(self) -> None:
         """Pushed through registryd, pulled with layers fetched from Swift by temp URL: byte-identical."""
         self.startOnSwift(redirect=True)
         self.roundTrip()
-        layer = self.image.layers[0]
-        connection = http.client.HTTPConnection("127.0.0.1", self.registry.port, timeout=60)
-        self.addCleanup(connection.close)
-        connection.request("GET", f"/v2/e2e/swift/blobs/{layer.digest}")
-        response = connection.getresponse()
-        response.read()
-        self.assertEqual(response.status, 307)
-        location = response.getheader("Location")
+        location = self.firstLayerRedirect()
         self.assertTrue(location.startswith(sharedSwift().proxyURL + "/v1/"), location)
         self.assertIn("temp_url_sig=", location)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import ssl
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ from tests.support.processes import (
     freePort,
     registrydCommand,
     registrydEnvironment,
+    registrydOn,
+    runRegistryd,
     writeConfig,
 )
 from tests.support.skopeo import Skopeo, SkopeoFailed, compareLayouts
@@ -93,15 +94,7 @@ class SkopeoOverTLSTests(RegistryTestCase):
             context.load_cert_chain(clientCertificate, clientKey)
         port = freePort()
         config = writeConfig(work, self.root, port, extra={"http": {"addr": f"127.0.0.1:{port}", "tls": tls}})
-        process = TLSRegistryProcess(
-            registrydCommand(config),
-            port,
-            work / "registryd.log",
-            cwd=work,
-            env=registrydEnvironment(),
-            name="registryd",
-            context=context,
-        )
+        process = registrydOn(work, config, port, TLSRegistryProcess, context=context)
         self.addCleanup(process.stop)
         process.start()
         return process
@@ -230,15 +223,7 @@ class StartUpTests(RegistryTestCase):
                 "http": {"addr": "127.0.0.1:0", "tls": {"certificate": str(certificate), "key": str(missing)}}
             },
         )
-        result = subprocess.run(
-            registrydCommand(config),
-            cwd=work,
-            env=registrydEnvironment(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = runRegistryd(work, config, 120)
         self.assertNotEqual(result.returncode, 0)
         output = (result.stdout + result.stderr).strip()
         self.assertEqual(output, f"registryd: http.tls.key: cannot read {missing}: No such file or directory")

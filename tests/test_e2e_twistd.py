@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import subprocess
 
 from tests.support.cases import RegistryTestCase
 from tests.support.processes import (
@@ -15,6 +14,7 @@ from tests.support.processes import (
     freePort,
     registrydCommand,
     registrydEnvironment,
+    runRegistryd,
     writeConfig,
 )
 from tests.support.skopeo import Skopeo
@@ -48,15 +48,7 @@ class TwistdTests(RegistryTestCase):
         config = writeConfig(
             work, work / "root", freePort(), extra={"http": {"addr": ":0", "bogusoption": 1}}
         )
-        result = subprocess.run(
-            registrydCommand(config),
-            cwd=work,
-            env=registrydEnvironment(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = runRegistryd(work, config, 60)
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("http.bogusoption", result.stdout + result.stderr)
 
@@ -68,14 +60,6 @@ class TwistdTests(RegistryTestCase):
             taken.listen()
             port = taken.getsockname()[1]
             config = writeConfig(work, work / "root", port)
-            result = subprocess.run(
-                registrydCommand(config),
-                cwd=work,
-                env=registrydEnvironment(),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            result = runRegistryd(work, config, 60)
         self.assertNotEqual(result.returncode, 0)
         self.assertIn(f"http.addr: cannot listen on 127.0.0.1:{port}", result.stdout + result.stderr)

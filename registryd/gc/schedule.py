@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from registryd.config.storage import GarbageCollectionConfig
 from registryd.gc.collector import GarbageCollectionStopped, GarbageCollector
+from registryd.periodic import PeriodicService
 
 
-class ScheduledGarbageCollection(Service):
+class ScheduledGarbageCollection(PeriodicService):
     """
     Collect every C{interval}, the first time C{firstDelay} after start-up (so a registry
     restarted more often than the interval still collects). Each line of the run goes to
@@ -26,9 +25,8 @@ class ScheduledGarbageCollection(Service):
     def __init__(
         self, registry: Any, config: GarbageCollectionConfig, clock: IReactorTime, firstDelay: float = 300.0
     ) -> None:
+        super().__init__(clock, config.interval, firstDelay)
         self._config = config
-        self._clock = clock
-        self._firstDelay = firstDelay
         self.collector = GarbageCollector(
             registry,
             dryRun=config.dryRun,
@@ -37,8 +35,6 @@ class ScheduledGarbageCollection(Service):
             clock=clock,
             report=lambda line: self.log.info("garbage collection: {line}", line=line),
         )
-        self._loop: LoopingCall | None = None
-        self._delayed: Any = None
 
     def collect(self) -> Deferred:
         """Run one collection now. @return: Deferred firing with the result, or None if it failed."""
@@ -51,21 +47,9 @@ class ScheduledGarbageCollection(Service):
         d.addErrback(failed)
         return d
 
-    def _startLoop(self) -> None:
-        self._delayed = None
-        self._loop = LoopingCall(self.collect)
-        self._loop.clock = self._clock
-        self._loop.start(self._config.interval, now=True)
-
-    def startService(self) -> None:
-        super().startService()
-        self._delayed = self._clock.callLater(self._firstDelay, self._startLoop)
+    def _run(self) -> Deferred:
+        return self.collect()
 
     def stopService(self) -> Deferred:
         super().stopService()
-        if self._delayed is not None and self._delayed.active():
-            self._delayed.cancel()
-        self._delayed = None
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
         return self.collector.stop()

@@ -110,6 +110,11 @@ def writeProject(projectDir: str) -> str:
         os.path.join(PACKAGE, "test_driver.py"): _SUITE,
         os.path.join("twisted", "plugins", PLUGIN_MODULE + ".py"): _PLUGIN,
     }
+    return writeFiles(projectDir, files)
+
+
+def writeFiles(projectDir: str, files: dict[str, str]) -> str:
+    """Write each file (a path under projectDir, dedented content); return projectDir."""
     for relative, content in files.items():
         path = os.path.join(projectDir, relative)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -127,6 +132,14 @@ def installThirdPartyDriver(workDir: str) -> str:
         must be installed: the build runs without isolation).
     """
     projectDir = writeProject(os.path.join(workDir, "project"))
+    return pipInstall(workDir, projectDir, DISTRIBUTION)
+
+
+def pipInstall(workDir: str, projectDir: str, distribution: str) -> str:
+    """
+    pip-install the project in projectDir (no network, no dependencies, no build isolation)
+    into workDir/site; return that directory. @raise RuntimeError: with pip's output, on failure.
+    """
     target = os.path.join(workDir, "site")
     command = [
         sys.executable,
@@ -144,7 +157,7 @@ def installThirdPartyDriver(workDir: str) -> str:
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=workDir)
     if result.returncode != 0:
-        raise RuntimeError(f"installing {DISTRIBUTION} failed:\n{result.stdout}\n{result.stderr}")
+        raise RuntimeError(f"installing {distribution} failed:\n{result.stdout}\n{result.stderr}")
     return target
 
 

@@ -9,9 +9,8 @@ endpoint's C{parameters.path}.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
+
+from tests.plugins.thirdparty import pipInstall, writeFiles
 
 DISTRIBUTION = "registryd-testsink"
 PACKAGE = "registryd_testsink"
@@ -103,34 +102,11 @@ def installThirdPartySink(workDir: str) -> str:
 
     @raise RuntimeError: with pip's output, when the install fails.
     """
-    projectDir = os.path.join(workDir, "project")
     files = {
         "pyproject.toml": _PYPROJECT,
         os.path.join(PACKAGE, "__init__.py"): "",
         os.path.join(PACKAGE, "sink.py"): _SINK,
         os.path.join("twisted", "plugins", PLUGIN_MODULE + ".py"): _PLUGIN,
     }
-    for relative, content in files.items():
-        path = os.path.join(projectDir, relative)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w") as f:
-            f.write(textwrap.dedent(content))
-    target = os.path.join(workDir, "site")
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "install",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        "--no-index",
-        "--disable-pip-version-check",
-        "--target",
-        target,
-        projectDir,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=workDir)
-    if result.returncode != 0:
-        raise RuntimeError(f"installing {DISTRIBUTION} failed:\n{result.stdout}\n{result.stderr}")
-    return target
+    projectDir = writeFiles(os.path.join(workDir, "project"), files)
+    return pipInstall(workDir, projectDir, DISTRIBUTION)

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
 from pathlib import Path
+from subprocess import Popen
 
 from twisted.trial.unittest import SkipTest
 
 from tests.support.processes import freePort
+from tests.support.servers import listening, logTail, spawn, stopProcess, waitUntilReady
 from tests.support.tools import ToolMissing, inCI
 
 #: Where .ci/run installs the azurite npm package.
@@ -48,7 +46,7 @@ class Azurite:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.port = freePort()
-        self.process: subprocess.Popen | None = None
+        self.process: Popen | None = None
 
     @property
     def serviceURL(self) -> str:
@@ -72,45 +70,27 @@ class Azurite:
             "--disableTelemetry",
             "--silent",
         ]
-        with open(self.directory / "azurite.log", "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"azurite exited with {self.process.returncode}: {self.logTail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"azurite did not listen within {timeout}s: {self.logTail()}")
+        self.process = spawn(command, self.directory / "azurite.log")
+        waitUntilReady(
+            self.process,
+            lambda: listening(self.port),
+            timeout,
+            0.1,
+            lambda status: RuntimeError(f"azurite exited with {status}: {self.logTail()}"),
+            lambda: RuntimeError(f"azurite did not listen within {timeout}s: {self.logTail()}"),
+            self.stop,
+        )
 
     def stop(self) -> None:
         """Stop the process group Azurite runs in (node and its children)."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stopProcess(self.process, 10, group=True)
         self.process = None
 
     def logTail(self) -> str:
         """The end of Azurite's output."""
-        try:
-            return (self.directory / "azurite.log").read_text(errors="replace")[-3000:]
-        except OSError:
-            return "(no log)"
+        return logTail(self.directory / "azurite.log", 40)
 
 
 _shared: Azurite | None = None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
 from tests.support.layouts import Image, MiB, OCILayout
 from tests.support.processes import RegistryProcess, distributionProcess, registrydProcess
+from tests.support.skopeo import Skopeo, compareLayouts
 from tests.support.tools import requireTool
 
 #: Uncompressed layer sizes of the multi-layer test image: small ones and one over 20 MiB, so uploads
@@ -54,3 +56,35 @@ class RegistryTestCase(TestCase):
         ]
         layout.addIndex(platforms, tag="multi")
         return path, image, platforms
+
+
+class ObjectStoreRoundTripCase(RegistryTestCase):
+    """skopeo round trips through registryd on an object-store driver, into L{repository}."""
+
+    repository = "e2e/store"
+
+    def startOnStorage(self, driver: dict, redirect: bool) -> None:
+        """Start registryd on C{driver} (a storage section) with deletes on and redirects as asked."""
+        storage = {**driver, "delete": {"enabled": True}, "redirect": {"disable": not redirect}}
+        self.registry = self.startRegistryd(self.workDirectory() / "unused", storage=storage)
+        self.skopeo = Skopeo(self.registry)
+        self.source, self.image, _ = self.buildLayout()
+
+    def roundTrip(self) -> None:
+        """Push the image with skopeo, pull it back, and check the copy is byte-identical."""
+        self.skopeo.copy(f"oci:{self.source}:v1", self.skopeo.reference(self.repository, "v1"))
+        out = self.workDirectory() / "out"
+        self.skopeo.copy(self.skopeo.reference(self.repository, "v1"), f"oci:{out}:pulled")
+        problems = compareLayouts(self.source, "v1", out, "pulled")
+        self.assertEqual(problems, [], f"copy differs from the original:\n{self.registry.logTail()}")
+
+    def firstLayerRedirect(self) -> str:
+        """GET the image's first layer from registryd; assert a 307 and return its Location."""
+        layer = self.image.layers[0]
+        connection = http.client.HTTPConnection("127.0.0.1", self.registry.port, timeout=60)
+        self.addCleanup(connection.close)
+        connection.request("GET", f"/v2/{self.repository}/blobs/{layer.digest}")
+        response = connection.getresponse()
+        response.read()
+        self.assertEqual(response.status, 307)
+        return response.getheader("Location")

@@ -10,14 +10,13 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
-import time
 from pathlib import Path
 
 from tests.support.processes import RegistryProcess
+from tests.support.servers import logTail, spawn, stopProcess, waitUntilReady
 from tests.support.tools import requireTool
 
 
@@ -74,49 +73,37 @@ class Containerd:
     def start(self, timeout: float = 30.0) -> None:
         """Start containerd and wait until C{ctr version} reaches it."""
         config = self._writeConfig()
-        with open(self.logPath, "ab") as log:
-            self.process = subprocess.Popen(
-                [self.daemon, "--config", str(config)],
+        self.process = spawn([self.daemon, "--config", str(config)], self.logPath)
+
+        def answers() -> bool:
+            if not self.socket.exists():
+                return False
+            probe = subprocess.run(
+                [self.ctrBinary, "-a", str(self.socket), "version"],
                 stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+                capture_output=True,
+                timeout=10,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ContainerdFailed(f"containerd exited with {self.process.returncode}:\n{self.logTail()}")
-            if self.socket.exists():
-                probe = subprocess.run(
-                    [self.ctrBinary, "-a", str(self.socket), "version"],
-                    stdin=subprocess.DEVNULL,
-                    capture_output=True,
-                    timeout=10,
-                )
-                if probe.returncode == 0:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise ContainerdFailed(f"containerd did not answer within {timeout}s:\n{self.logTail()}")
+            return probe.returncode == 0
+
+        def exited(status: int) -> Exception:
+            return ContainerdFailed(f"containerd exited with {status}:\n{self.logTail()}")
+
+        def tooSlow() -> Exception:
+            return ContainerdFailed(f"containerd did not answer within {timeout}s:\n{self.logTail()}")
+
+        waitUntilReady(self.process, answers, timeout, 0.1, exited, tooSlow, self.stop)
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop containerd (SIGTERM, SIGKILL after C{timeout}) and remove its socket directory."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stopProcess(self.process, timeout)
         self.process = None
         shutil.rmtree(self.socketDirectory, ignore_errors=True)
 
     def logTail(self, lines: int = 40) -> str:
         """The last lines containerd wrote."""
-        try:
-            return "\n".join(self.logPath.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return logTail(self.logPath, lines)
 
     def ctr(self, *arguments: str) -> subprocess.CompletedProcess:
         """Run C{ctr} against this containerd; raise L{ContainerdFailed} on a non-zero exit."""

@@ -9,14 +9,12 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
+from subprocess import Popen
 
 from tests.support.processes import freePort
+from tests.support.servers import listening, logTail, spawn, stopProcess, waitUntilReady
 from tests.support.tools import requireModule
 
 
@@ -39,7 +37,7 @@ class FakeGCSServer:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.port = freePort()
-        self.process: subprocess.Popen | None = None
+        self.process: Popen | None = None
 
     @property
     def endpoint(self) -> str:
@@ -67,45 +65,27 @@ class FakeGCSServer:
             "-log-level",
             "warn",
         ]
-        with open(self.directory / "fake-gcs-server.log", "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"fake-gcs-server exited with {self.process.returncode}: {self.logTail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"fake-gcs-server did not listen within {timeout}s: {self.logTail()}")
+        self.process = spawn(command, self.directory / "fake-gcs-server.log")
+        waitUntilReady(
+            self.process,
+            lambda: listening(self.port),
+            timeout,
+            0.05,
+            lambda status: RuntimeError(f"fake-gcs-server exited with {status}: {self.logTail()}"),
+            lambda: RuntimeError(f"fake-gcs-server did not listen within {timeout}s: {self.logTail()}"),
+            self.stop,
+        )
 
     def stop(self) -> None:
         """Stop the server by its process group."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stopProcess(self.process, 10, group=True)
         self.process = None
 
     def logTail(self) -> str:
         """The end of the server's output."""
-        try:
-            return (self.directory / "fake-gcs-server.log").read_text(errors="replace")[-3000:]
-        except OSError:
-            return "(no log)"
+        return logTail(self.directory / "fake-gcs-server.log", 40)
 
 
 _shared: FakeGCSServer | None = None

@@ -5,16 +5,14 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from tests.support.processes import freePort
+from tests.support.servers import listening, spawn, stopProcess, waitUntilReady
 from tests.support.tools import requireModule
 
 ACCESS_KEY = "registryd-test-key"
@@ -31,29 +29,23 @@ class MotoServer:
         self.port = freePort()
         self.directory = tempfile.mkdtemp(prefix="registryd-moto-")
         env = serverEnvironment()
-        self.log = open(os.path.join(self.directory, "moto.log"), "wb")
-        self.process = subprocess.Popen(
+        self.process = spawn(
             # moto_server's own module, run by this Python: found even when a virtualenv's bin/
             # directory is not on PATH.
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            Path(self.directory) / "moto.log",
             cwd=self.directory,
             env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.process.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError("moto_server did not listen within 30s")
+        waitUntilReady(
+            self.process,
+            lambda: listening(self.port),
+            30,
+            0.1,
+            lambda status: RuntimeError(f"moto_server exited with {status}"),
+            lambda: RuntimeError("moto_server did not listen within 30s"),
+            self.stop,
+        )
 
     @property
     def endpoint(self) -> str:
@@ -62,14 +54,7 @@ class MotoServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and remove its directory."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        stopProcess(self.process, 10)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 

@@ -8,16 +8,16 @@ either, one after the other (the layout cross-check relies on this).
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import yaml
+
+from tests.support.servers import logTail, spawn, stopProcess, waitUntilReady
 
 #: The repository root: holds C{registryd/} and C{twisted/plugins/registryd_plugin.py}.
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -116,27 +116,20 @@ class RegistryProcess:
     def start(self, timeout: float = 30.0) -> None:
         """Start the process and wait until C{GET /v2/} answers; L{RegistryStartError} if it never does."""
         self.logPath.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.logPath, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                cwd=self.cwd,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RegistryStartError(
-                    f"{self.name} exited with {self.process.returncode} before answering:\n{self.logTail()}"
-                )
-            if self._answers():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RegistryStartError(f"{self.name} did not answer GET /v2/ within {timeout}s:\n{self.logTail()}")
+        self.process = spawn(self.command, self.logPath, cwd=self.cwd, env=self.env)
+        waitUntilReady(
+            self.process,
+            self._answers,
+            timeout,
+            0.1,
+            lambda status: RegistryStartError(
+                f"{self.name} exited with {status} before answering:\n{self.logTail()}"
+            ),
+            lambda: RegistryStartError(
+                f"{self.name} did not answer GET /v2/ within {timeout}s:\n{self.logTail()}"
+            ),
+            self.stop,
+        )
 
     def _answers(self) -> bool:
         try:
@@ -152,14 +145,7 @@ class RegistryProcess:
         """Stop the process with SIGTERM (SIGKILL after C{timeout}); return its exit status."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        status = self.process.returncode
+        status = stopProcess(self.process, timeout)
         self.process = None
         return status
 
@@ -169,11 +155,7 @@ class RegistryProcess:
 
     def logTail(self, lines: int = 60) -> str:
         """The last lines the process wrote, for failure messages."""
-        try:
-            text = self.logPath.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return logTail(self.logPath, lines)
 
 
 def registrydEnvironment() -> dict[str, str]:
@@ -192,13 +174,34 @@ def registrydProcess(workDirectory: Path, rootDirectory: Path, **configExtra: di
     """A registryd process (not started) serving C{rootDirectory}; config and log in C{workDirectory}."""
     port = freePort()
     config = writeConfig(workDirectory, rootDirectory, port, extra=configExtra or None)
-    return RegistryProcess(
+    return registrydOn(workDirectory, config, port)
+
+
+def registrydOn(
+    workDirectory: Path, config: Path, port: int, processClass: type = RegistryProcess, **options: object
+) -> RegistryProcess:
+    """A registryd process (not started) running C{config} on C{port}, in and logging to C{workDirectory}."""
+    return processClass(
         registrydCommand(config),
         port,
         workDirectory / "registryd.log",
         cwd=workDirectory,
         env=registrydEnvironment(),
         name="registryd",
+        **options,
+    )
+
+
+def runRegistryd(workDirectory: Path, config: Path, timeout: float) -> subprocess.CompletedProcess:
+    """Run registryd on C{config} until it exits (a start-up that must fail); its output as text."""
+    return subprocess.run(
+        registrydCommand(config),
+        cwd=workDirectory,
+        env=registrydEnvironment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from tests.support.processes import freePort
+from tests.support.servers import listening, spawn, stopProcess, waitUntilReady
 from tests.support.tools import requireTool
 
 
@@ -35,25 +32,16 @@ class RedisServer:
         command += ["--dir", str(self.directory)]
         if password is not None:
             command += ["--requirepass", password]
-        self.log = open(self.directory / "redis.log", "wb")
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        self.process = spawn(command, self.directory / "redis.log")
+        waitUntilReady(
+            self.process,
+            lambda: listening(self.port),
+            15,
+            0.05,
+            lambda status: RuntimeError(f"redis-server exited with {status}"),
+            lambda: RuntimeError("redis-server did not listen within 15s"),
+            self.stop,
         )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("redis-server did not listen within 15s")
 
     @property
     def addr(self) -> str:
@@ -62,12 +50,5 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL) and remove its directory."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
+        stopProcess(self.process, 10)
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -18,8 +18,7 @@ from tests.support.http import Response
 from tests.support.processes import (
     RegistryProcess,
     freePort,
-    registrydCommand,
-    registrydEnvironment,
+    registrydOn,
     writeConfig,
 )
 
@@ -165,11 +164,4 @@ def registrydWithSecret(
     config = writeConfig(
         workDirectory, rootDirectory, port, extra={"http": {"addr": f"127.0.0.1:{port}", "secret": secret}}
     )
-    return RegistryProcess(
-        registrydCommand(config),
-        port,
-        workDirectory / "registryd.log",
-        cwd=workDirectory,
-        env=registrydEnvironment(),
-        name="registryd",
-    )
+    return registrydOn(workDirectory, config, port)

@@ -1,0 +1,86 @@
+"""
+Server subprocesses for tests: started in a session of their own with output to a log file,
+waited for until they answer, and stopped with SIGTERM then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def spawn(
+    command: list[str], logPath: Path, cwd: Path | str | None = None, env: dict | None = None
+) -> subprocess.Popen:
+    """Start C{command} in a new session, stdin closed, stdout and stderr appended to C{logPath}."""
+    with open(logPath, "ab") as log:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:C{port}."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def waitUntilReady(
+    process: subprocess.Popen,
+    ready: Callable[[], bool],
+    timeout: float,
+    pause: float,
+    exited: Callable[[int], Exception],
+    tooSlow: Callable[[], Exception],
+    stop: Callable[[], object],
+) -> None:
+    """Poll C{ready} until it holds; raise C{exited(status)} if the process ends, else C{tooSlow()}."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise exited(process.returncode)
+        if ready():
+            return
+        time.sleep(pause)
+    stop()
+    raise tooSlow()
+
+
+def stopProcess(process: subprocess.Popen, timeout: float, group: bool = False) -> int:
+    """SIGTERM the process (its whole process group with C{group}), SIGKILL after C{timeout}; its status."""
+    if process.poll() is None:
+        if group:
+            os.killpg(process.pid, signal.SIGTERM)
+        else:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
+            process.wait()
+    return process.returncode
+
+
+def logTail(path: Path, lines: int) -> str:
+    """The last C{lines} lines of a log file, for failure messages."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
