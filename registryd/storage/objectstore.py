@@ -16,7 +16,14 @@ from twisted.web.client import ResponseDone
 from zope.interface import implementer
 
 from registryd.storage.inmemory import FileInfo
-from registryd.storage.interfaces import SKIP_DIR, IFileReader, IFileWriter, PathNotFound, StorageDriverError
+from registryd.storage.interfaces import (
+    SKIP_DIR,
+    IFileReader,
+    IFileWriter,
+    InvalidOffset,
+    PathNotFound,
+    StorageDriverError,
+)
 from registryd.storage.paths import checkPath
 
 MAX_READ_CHUNK = 1 << 20
@@ -215,6 +222,30 @@ class ObjectStoreDriver:
             return Failure(StorageDriverError(self.name, None, str(failure.value)))
 
         return Deferred.fromCoroutine(coroutine).addErrback(translate)
+
+    def _checkObject(self, path: str) -> None:
+        """An object's path: valid, and not the root (which is never an object)."""
+        checkPath(self.name, path)
+        if path == "/":
+            raise PathNotFound(self.name, path)
+
+    def _checkRead(self, path: str, offset: int) -> None:
+        """The path and offset of a ranged read."""
+        self._checkObject(path)
+        if offset < 0:
+            raise InvalidOffset(self.name, path, f"offset {offset}")
+
+    async def _readPastEnd(self, path: str, offset: int) -> Any:
+        """
+        What a ranged read answered 416 means: an empty stream at exactly the object's size,
+        PathNotFound for a directory, InvalidOffset beyond the end.
+        """
+        info = await self._stat(path)
+        if info.isDir:
+            raise PathNotFound(self.name, path)
+        if offset == info.size:
+            return EmptyReader()
+        raise InvalidOffset(self.name, path, f"offset {offset} beyond size {info.size}")
 
     async def _getContent(self, path: str) -> bytes:
         raise NotImplementedError

@@ -26,13 +26,11 @@ from zope.interface import implementer
 from registryd.storage.azure.streams import BlockWriter, blockIndex
 from registryd.storage.inmemory import FileInfo
 from registryd.storage.interfaces import (
-    InvalidOffset,
     IStorageDriver,
     PathNotFound,
     StorageDriverError,
 )
 from registryd.storage.objectstore import (
-    EmptyReader,
     ObjectStoreDriver,
     RootedNames,
     failWith,
@@ -198,26 +196,18 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
     # -- operations ----------------------------------------------------------------------
 
     async def _getContent(self, path: str) -> bytes:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         _, content = await self._call("GET", path)
         return content
 
     async def _putContent(self, path: str, data: bytes) -> None:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         await self._call(
             "PUT", path, headers={"x-ms-blob-type": "BlockBlob"}, body=bytes(data), expect=(201,)
         )
 
     async def _reader(self, path: str, offset: int) -> Any:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
-        if offset < 0:
-            raise InvalidOffset(self.name, path, f"offset {offset}")
+        self._checkRead(path, offset)
         headers = {"x-ms-range": f"bytes={offset}-"} if offset else {}
         response = await self._request("GET", self._objectName(path), headers=headers)
         if response.code in (200, 206):
@@ -226,10 +216,7 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
         if response.code == 404:
             raise PathNotFound(self.name, path)
         if response.code == 416:
-            info = await self._stat(path)
-            if offset == info.size:
-                return EmptyReader()
-            raise InvalidOffset(self.name, path, f"offset {offset} beyond size {info.size}")
+            return await self._readPastEnd(path, offset)
         raise _AzureError(response.code, "", b"")
 
     async def _blockList(self, path: str) -> tuple[list[str], list[tuple[str, int]]]:
@@ -267,9 +254,7 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
         await self._putContent(path, content)
 
     async def _writer(self, path: str, append: bool) -> BlockWriter:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         if not append:
             await self._discardUncommitted(path)
             return BlockWriter(self, path, [])

@@ -24,13 +24,11 @@ from registryd.storage.gcs.auth import ServiceAccount, TokenSource
 from registryd.storage.gcs.streams import SIDECAR_SUFFIX, ResumableWriter, decodeSidecar
 from registryd.storage.inmemory import FileInfo
 from registryd.storage.interfaces import (
-    InvalidOffset,
     IStorageDriver,
     PathNotFound,
     StorageDriverError,
 )
 from registryd.storage.objectstore import (
-    EmptyReader,
     ObjectStoreDriver,
     RootedNames,
     failWith,
@@ -193,24 +191,16 @@ class GCSDriver(RootedNames, ObjectStoreDriver):
     # -- operations ----------------------------------------------------------------------
 
     async def _getContent(self, path: str) -> bytes:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         _, content = await self._callURL("GET", self._objectURL(self._objectName(path)) + "?alt=media", path)
         return content
 
     async def _putContent(self, path: str, data: bytes) -> None:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         await self._upload(self._objectName(path), bytes(data), path)
 
     async def _reader(self, path: str, offset: int) -> Any:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
-        if offset < 0:
-            raise InvalidOffset(self.name, path, f"negative offset {offset}")
+        self._checkRead(path, offset)
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         response = await self._request("GET", self._objectURL(self._objectName(path)) + "?alt=media", headers)
         if response.code == 200 and not offset or response.code == 206:
@@ -219,18 +209,11 @@ class GCSDriver(RootedNames, ObjectStoreDriver):
         if response.code == 404:
             raise PathNotFound(self.name, path)
         if response.code == 416:
-            info = await self._stat(path)
-            if info.isDir:
-                raise PathNotFound(self.name, path)
-            if offset == info.size:
-                return EmptyReader()
-            raise InvalidOffset(self.name, path, f"offset {offset} beyond size {info.size}")
+            return await self._readPastEnd(path, offset)
         raise _GCSError(response.code, content)
 
     async def _writer(self, path: str, append: bool) -> ResumableWriter:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         try:
             content = await self._getSidecar(path)
         except PathNotFound:

@@ -38,11 +38,10 @@ from zope.interface import implementer
 
 from registryd.storage.inmemory import FileInfo
 from registryd.storage.interfaces import (
-    InvalidOffset,
     IStorageDriver,
     PathNotFound,
 )
-from registryd.storage.objectstore import EmptyReader, ObjectStoreDriver, streamBody
+from registryd.storage.objectstore import ObjectStoreDriver, streamBody
 from registryd.storage.paths import checkPath
 from registryd.storage.swift.auth import Credentials, authenticate
 from registryd.storage.swift.streams import SegmentWriter
@@ -275,24 +274,16 @@ class SwiftDriver(ObjectStoreDriver):
     # -- operations ----------------------------------------------------------------------
 
     async def _getContent(self, path: str) -> bytes:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         _, content = await self.call("GET", self._file(path), expect=(200,), path=path)
         return content
 
     async def _putContent(self, path: str, data: bytes) -> None:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         await self.call("PUT", self._file(path), body=bytes(data), expect=(201,), path=path)
 
     async def _reader(self, path: str, offset: int) -> Any:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
-        if offset < 0:
-            raise InvalidOffset(self.name, path, f"offset {offset}")
+        self._checkRead(path, offset)
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         response = await self.request("GET", self._file(path), headers=headers)
         if response.code in (200, 206):
@@ -301,16 +292,11 @@ class SwiftDriver(ObjectStoreDriver):
         if response.code == 404:
             raise PathNotFound(self.name, path)
         if response.code == 416:
-            info = await self._stat(path)
-            if offset == info.size:
-                return EmptyReader()
-            raise InvalidOffset(self.name, path, f"offset {offset} beyond size {info.size}")
+            return await self._readPastEnd(path, offset)
         raise _SwiftError("GET", response.code, b"")
 
     async def _writer(self, path: str, append: bool) -> SegmentWriter:
-        checkPath(self.name, path)
-        if path == "/":
-            raise PathNotFound(self.name, path)
+        self._checkObject(path)
         record = self._record(path)
         try:
             _, content = await self.call("GET", record, expect=(200,), path=path)
