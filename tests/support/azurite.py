@@ -15,7 +15,7 @@ from subprocess import Popen
 from twisted.trial.unittest import SkipTest
 
 from tests.support.processes import freePort
-from tests.support.servers import listening, logTail, spawn, stopProcess, waitUntilReady
+from tests.support.servers import listening, logTail, sharedServer, spawn, stopProcess, waitUntilReady
 from tests.support.tools import ToolMissing, inCI
 
 #: Where .ci/run installs the azurite npm package.
@@ -93,24 +93,14 @@ class Azurite:
         return logTail(self.directory / "azurite.log", 40)
 
 
-_shared: Azurite | None = None
+def _startedAzurite(directory: Path) -> Azurite:
+    azurite = Azurite(directory)
+    azurite.start()
+    return azurite
 
 
 def sharedAzurite() -> Azurite:
     """One Azurite for the whole test run (each test uses its own container), stopped at exit."""
-    global _shared
-    if _shared is None or _shared.process is None or _shared.process.poll() is not None:
-        import atexit
-        import tempfile
-
-        directory = Path(tempfile.mkdtemp(prefix="registryd-azurite-"))
-        azurite = Azurite(directory)
-        azurite.start()
-
-        def cleanup() -> None:
-            azurite.stop()
-            shutil.rmtree(directory, ignore_errors=True)
-
-        atexit.register(cleanup)
-        _shared = azurite
-    return _shared
+    return sharedServer(
+        "azurite", _startedAzurite, lambda a: a.process is not None and a.process.poll() is None
+    )

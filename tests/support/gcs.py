@@ -6,15 +6,13 @@ ranged media downloads, rewrite and pagination.
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from subprocess import Popen
 
 from tests.support.processes import freePort
-from tests.support.servers import listening, logTail, spawn, stopProcess, waitUntilReady
+from tests.support.servers import listening, logTail, sharedServer, spawn, stopProcess, waitUntilReady
 from tests.support.tools import requireModule
 
 
@@ -88,21 +86,14 @@ class FakeGCSServer:
         return logTail(self.directory / "fake-gcs-server.log", 40)
 
 
-_shared: FakeGCSServer | None = None
+def _startedFakeGCSServer(directory: Path) -> FakeGCSServer:
+    server = FakeGCSServer(directory)
+    server.start()
+    return server
 
 
 def sharedFakeGCSServer() -> FakeGCSServer:
     """One server for the whole test run (each test uses its own bucket), stopped at exit."""
-    global _shared
-    if _shared is None or _shared.process is None or _shared.process.poll() is not None:
-        directory = Path(tempfile.mkdtemp(prefix="registryd-fakegcs-"))
-        server = FakeGCSServer(directory)
-        server.start()
-
-        def cleanup() -> None:
-            server.stop()
-            shutil.rmtree(directory, ignore_errors=True)
-
-        atexit.register(cleanup)
-        _shared = server
-    return _shared
+    return sharedServer(
+        "fakegcs", _startedFakeGCSServer, lambda s: s.process is not None and s.process.poll() is None
+    )

@@ -5,13 +5,17 @@ waited for until they answer, and stopped with SIGTERM then SIGKILL.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def spawn(
@@ -84,3 +88,33 @@ def logTail(path: Path, lines: int) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+_sharedServers: dict[str, Any] = {}
+
+
+def sharedServer(name: str, make: Callable[[Path], Any], alive: Callable[[Any], bool]) -> Any:
+    """
+    One server of a kind for the whole test run, made by C{make(directory)} (which starts it)
+    in a fresh temporary directory, made again when C{alive(server)} says it died, and stopped
+    (its directory removed) when the run exits.
+    """
+    server = _sharedServers.get(name)
+    if server is not None and alive(server):
+        return server
+    if server is not None:
+        server.stop()
+    directory = Path(tempfile.mkdtemp(prefix=f"registryd-{name}-"))
+    try:
+        server = make(directory)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+    def cleanup() -> None:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    atexit.register(cleanup)
+    _sharedServers[name] = server
+    return server

@@ -8,18 +8,16 @@ waits for C{/healthcheck}, and stops them by process id. C{.ci/run} installs the
 
 from __future__ import annotations
 
-import atexit
 import getpass
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 from tests.support.processes import freePort
+from tests.support.servers import sharedServer
 from tests.support.tools import requireTool
 
 #: The tempauth account, user and key the proxy is configured with (auth v1).
@@ -180,31 +178,19 @@ class SwiftAllInOne:
         return "\n".join(tails)
 
 
-_shared: SwiftAllInOne | None = None
+def _startedSwift(directory: Path) -> SwiftAllInOne:
+    swift = SwiftAllInOne(directory)
+    swift.start()
+    return swift
 
 
 def sharedSwift() -> SwiftAllInOne:
     """One Swift for the whole test run (each test uses its own container), stopped at exit."""
-    global _shared
-    alive = _shared is not None and all(p.poll() is None for p in _shared.processes.values())
-    if _shared is None or not _shared.processes or not alive:
-        if _shared is not None:
-            _shared.stop()
-        directory = Path(tempfile.mkdtemp(prefix="registryd-swift-"))
-        swift = SwiftAllInOne(directory)
-        try:
-            swift.start()
-        except BaseException:
-            shutil.rmtree(directory, ignore_errors=True)
-            raise
-
-        def cleanup() -> None:
-            swift.stop()
-            shutil.rmtree(directory, ignore_errors=True)
-
-        atexit.register(cleanup)
-        _shared = swift
-    return _shared
+    return sharedServer(
+        "swift",
+        _startedSwift,
+        lambda s: bool(s.processes) and all(p.poll() is None for p in s.processes.values()),
+    )
 
 
 def _debianPythonEnvironment() -> dict[str, str]:
