@@ -8,17 +8,13 @@ from __future__ import annotations
 import hashlib
 import os
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from registryd.registry import uploads
 from registryd.registry.core import Registry
 from registryd.registry.errors import DigestInvalid
+from registryd.storage.filesystem import FilesystemDriver
 from tests.test_registry_helpers import OCI_MANIFEST, ListBody, pushImage, sha256
-
-try:
-    from registryd.storage.filesystem import FilesystemDriver
-except ImportError:  # pragma: no cover - the filesystem driver lands separately
-    FilesystemDriver = None
 
 
 def hexOf(digest: str) -> str:
@@ -27,8 +23,6 @@ def hexOf(digest: str) -> str:
 
 class FilesystemLayoutTests(TestCase):
     def setUp(self) -> None:
-        if FilesystemDriver is None:
-            raise SkipTest("registryd.storage.filesystem is not available")
         self.root = self.mktemp()
         os.makedirs(self.root)
         self.driver = FilesystemDriver(self.root)
