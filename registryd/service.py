@@ -273,11 +273,19 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     from registryd.registry.core import Registry
     from registryd.registry.descriptorcache import descriptorCacheFor
     from registryd.storage.instrumented import InstrumentedDriver
+    from registryd.storage.middleware import applyStorageMiddleware
     from registryd.web.site import RegistrySite
 
     storage = config.storage
-    # Every operation of the configured driver is timed for the debug server's metrics.
-    driver = InstrumentedDriver(createStorageDriver(reactor, storage.driver, dict(storage.parameters)))
+    # Every operation of the configured driver, as middleware.storage changes its redirects,
+    # is timed for the debug server's metrics (redirect signing included).
+    driver = InstrumentedDriver(
+        applyStorageMiddleware(
+            createStorageDriver(reactor, storage.driver, dict(storage.parameters)),
+            config.middleware.storage,
+            reactor,
+        )
+    )
     descriptorCache = descriptorCacheFor(reactor, storage, config.redis)
     registry = Registry(
         driver,

@@ -245,7 +245,8 @@ class ErrorTests(ConfigTestCase):
     def test_later_features_are_refused_by_name(self) -> None:
         for text, keyPath in [
             ("proxy:\n  remoteurl: https://registry-1.docker.io\n", ("proxy", "remoteurl")),
-            ("middleware:\n  storage: []\n", ("middleware", "storage")),
+            ("middleware:\n  registry:\n    - name: a\n", ("middleware", "registry", "0", "name")),
+            ("middleware:\n  repository:\n    - name: b\n", ("middleware", "repository", "0", "name")),
             ("reporting:\n  bugsnag: {apikey: k}\n", ("reporting", "bugsnag")),
             ("validation:\n  disabled: true\n", ("validation", "disabled")),
             ("compatibility:\n  schema1: {enabled: true}\n", ("compatibility", "schema1")),

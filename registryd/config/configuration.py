@@ -12,6 +12,7 @@ from registryd.config.errors import ConfigError
 from registryd.config.health import HealthConfig, parseHealth
 from registryd.config.http import HTTPConfig, parseHTTP
 from registryd.config.log import LogConfig, parseLog
+from registryd.config.middleware import MiddlewareConfig, parseMiddleware
 from registryd.config.notifications import NotificationsConfig, parseNotifications
 from registryd.config.redis import RedisConfig, parseRedis
 from registryd.config.storage import StorageConfig, parseStorage
@@ -28,6 +29,7 @@ SECTIONS = (
     "auth",
     "notifications",
     "redis",
+    "middleware",
     *UNSUPPORTED_SECTIONS,
 )
 
@@ -44,6 +46,7 @@ class Configuration:
     auth: AuthConfig = field(default_factory=AuthConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     redis: RedisConfig | None = None
+    middleware: MiddlewareConfig = field(default_factory=MiddlewareConfig)
     path: str | None = None
 
 
@@ -79,6 +82,7 @@ def parseDocument(document: object, path: str | None = None) -> Configuration:
         health=parseHealth(values.get("health")),
         auth=parseAuth(values.get("auth")),
         notifications=parseNotifications(values.get("notifications")),
+        middleware=parseMiddleware(values.get("middleware")),
         path=path,
     )
 
