@@ -244,7 +244,6 @@ class ErrorTests(ConfigTestCase):
 
     def test_later_features_are_refused_by_name(self) -> None:
         for text, keyPath in [
-            ("proxy:\n  remoteurl: https://registry-1.docker.io\n", ("proxy", "remoteurl")),
             ("middleware:\n  registry:\n    - name: a\n", ("middleware", "registry", "0", "name")),
             ("middleware:\n  repository:\n    - name: b\n", ("middleware", "repository", "0", "name")),
             ("reporting:\n  bugsnag: {apikey: k}\n", ("reporting", "bugsnag")),
@@ -367,7 +366,7 @@ class EnvironmentTests(ConfigTestCase):
 
     def test_unsupported_feature_from_environment(self) -> None:
         error = self.assertKeyError(
-            MINIMAL, ("proxy", "remoteurl"), {"REGISTRY_PROXY_REMOTEURL": "https://r"}
+            MINIMAL, ("reporting", "bugsnag"), {"REGISTRY_REPORTING_BUGSNAG_APIKEY": "k"}
         )
         self.assertIn("not supported yet", str(error))
 

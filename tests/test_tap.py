@@ -82,11 +82,11 @@ class TwistdProcessTests(TestCase):
     def test_bad_config_one_line_and_nonzero_exit(self) -> None:
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as f:
-            f.write("version: 0.1\nstorage: inmemory\nproxy:\n  remoteurl: https://upstream\n")
+            f.write("version: 0.1\nstorage: inmemory\nproxy:\n  remoteurl: upstream\n")
         result = self.twistd("registryd", "--config", path)
         self.assertNotEqual(result.returncode, 0)
         self.assertIn(
-            "proxy.remoteurl: the pull-through cache (proxy) is not supported yet",
+            "proxy.remoteurl: expected an http:// or https:// URL, got 'upstream'",
             result.stdout + result.stderr,
         )
         self.assertNotIn("Traceback", result.stdout + result.stderr)

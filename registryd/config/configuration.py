@@ -14,6 +14,7 @@ from registryd.config.http import HTTPConfig, parseHTTP
 from registryd.config.log import LogConfig, parseLog
 from registryd.config.middleware import MiddlewareConfig, parseMiddleware
 from registryd.config.notifications import NotificationsConfig, parseNotifications
+from registryd.config.proxy import ProxyConfig, describeProxy, parseProxy
 from registryd.config.redis import RedisConfig, parseRedis
 from registryd.config.storage import StorageConfig, parseStorage
 from registryd.config.unsupported import UNSUPPORTED_SECTIONS, checkUnsupported
@@ -30,6 +31,7 @@ SECTIONS = (
     "notifications",
     "redis",
     "middleware",
+    "proxy",
     *UNSUPPORTED_SECTIONS,
 )
 
@@ -47,6 +49,7 @@ class Configuration:
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     redis: RedisConfig | None = None
     middleware: MiddlewareConfig = field(default_factory=MiddlewareConfig)
+    proxy: ProxyConfig | None = None
     path: str | None = None
 
 
@@ -83,6 +86,7 @@ def parseDocument(document: object, path: str | None = None) -> Configuration:
         auth=parseAuth(values.get("auth")),
         notifications=parseNotifications(values.get("notifications")),
         middleware=parseMiddleware(values.get("middleware")),
+        proxy=parseProxy(values.get("proxy")),
         path=path,
     )
 
@@ -98,4 +102,5 @@ def asDocument(configuration: Configuration) -> Mapping[str, Any]:
         "storage.maintenance.readonly.enabled": configuration.storage.readOnly,
         "auth": configuration.auth.method or "none",
         "notifications.endpoints": [e.name for e in configuration.notifications.endpoints if not e.disabled],
+        "proxy": describeProxy(configuration.proxy) if configuration.proxy is not None else None,
     }

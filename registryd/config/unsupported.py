@@ -13,7 +13,6 @@ from registryd.config import parsers
 
 # section -> what it is, for the message.
 UNSUPPORTED_SECTIONS = {
-    "proxy": "the pull-through cache (proxy)",
     "reporting": "error reporting (bugsnag, newrelic)",
     "validation": "manifest validation policy",
     "compatibility": "schema1 compatibility",
