@@ -115,10 +115,10 @@ def withQuery(url: str, **params: str) -> str:
     return url + separator + urllib.parse.urlencode(params)
 
 
-def startUpload(registry: RegistryProcess) -> str:
+def startUpload(registry: RegistryProcess, repository: str = REPOSITORY) -> str:
     """POST a new upload session; return its absolute URL."""
     request = urllib.request.Request(
-        f"{registry.url}/v2/{REPOSITORY}/blobs/uploads/", data=b"", method="POST"
+        f"{registry.url}/v2/{repository}/blobs/uploads/", data=b"", method="POST"
     )
     with urllib.request.urlopen(request, timeout=30) as response:
         if response.status != 202:
@@ -137,10 +137,12 @@ def curl(*arguments: str) -> tuple[int, float]:
     return int(result.stdout.strip() or 0), elapsed
 
 
-def upload(registry: RegistryProcess, path: Path, digest: str, mode: str) -> float:
+def upload(
+    registry: RegistryProcess, path: Path, digest: str, mode: str, repository: str = REPOSITORY
+) -> float:
     """Upload the file as one blob; return the seconds it took (session start included)."""
     started = time.monotonic()
-    location = startUpload(registry)
+    location = startUpload(registry, repository)
     if mode == "put":
         status, _ = curl(
             "-X",
@@ -191,9 +193,11 @@ def upload(registry: RegistryProcess, path: Path, digest: str, mode: str) -> flo
     return time.monotonic() - started
 
 
-def download(registry: RegistryProcess, digest: str, size: int, verify: bool) -> float:
+def download(
+    registry: RegistryProcess, digest: str, size: int, verify: bool, repository: str = REPOSITORY
+) -> float:
     """Download the blob; check its size (and digest with C{verify}); return the seconds it took."""
-    url = f"{registry.url}/v2/{REPOSITORY}/blobs/{digest}"
+    url = f"{registry.url}/v2/{repository}/blobs/{digest}"
     if not verify:
         command = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url]
         started = time.monotonic()

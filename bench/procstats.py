@@ -1,0 +1,68 @@
+"""
+What a server process costs while one figure runs: CPU seconds (utime+stime from /proc/PID/stat,
+all threads) and peak resident memory (VmHWM, reset per figure through /proc/PID/clear_refs, with
+VmRSS sampled as well where the kernel refuses the reset).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from memory import rssKiB
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpuSeconds(pid: int) -> float:
+    """User plus system CPU time the process used so far, in seconds (0 when unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, so utime (14) and stime (15) are at 11 and 12.
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def resetHighWater(pid: int) -> bool:
+    """Reset the kernel's peak-RSS mark of the process (Linux ≥ 4.0); False when not allowed."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class Meter:
+    """Measure one process over a block: C{with Meter(pid) as m: ...}; then m.cpu and m.peakMiB."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.cpu = 0.0
+        self.peakMiB = 0.0
+        self._peak = 0
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._halt.wait(self.interval):
+            self._peak = max(self._peak, rssKiB(self.pid))
+
+    def __enter__(self) -> Meter:
+        self._highWater = resetHighWater(self.pid)
+        self._peak = rssKiB(self.pid)
+        self._cpu0 = cpuSeconds(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._halt.set()
+        self._thread.join()
+        self.cpu = cpuSeconds(self.pid) - self._cpu0
+        self._peak = max(self._peak, rssKiB(self.pid))
+        if self._highWater:
+            self._peak = max(self._peak, rssKiB(self.pid, "VmHWM"))
+        self.peakMiB = round(self._peak / 1024, 1)
