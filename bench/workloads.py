@@ -143,7 +143,7 @@ def _count(pattern: str, output: str) -> int:
 
 def wrk(url: str, connections: int, seconds: float, threads: int, headers: dict[str, str]) -> dict:
     """Load a GET URL with wrk; requests/s, p99 (ms) and the answers that were not 2xx."""
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
     output = _load(command, url, headers)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
@@ -154,7 +154,18 @@ def wrk(url: str, connections: int, seconds: float, threads: int, headers: dict[
 
 def abHead(url: str, connections: int, seconds: float, headers: dict[str, str]) -> dict:
     """Load a HEAD URL with ab (keep-alive); requests/s, p99 (ms) and the failed or non-2xx answers."""
-    command = ["ab", "-q", "-k", "-i", "-c", str(connections), "-t", str(seconds), "-n", "10000000"]
+    command = [
+        "ab",
+        "-q",
+        "-k",
+        "-i",
+        "-c",
+        str(connections),
+        "-t",
+        str(max(1, round(seconds))),
+        "-n",
+        "10000000",
+    ]
     output = _load(command, url, headers)
     return {
         "rps": float(re.search(r"Requests per second:\s+([\d.]+)", output).group(1)),
