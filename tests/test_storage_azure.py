@@ -145,6 +145,10 @@ class AzureParameterTests(TestCase):
         )
         self.assertRefused(
             dict(self.good, credentials={"type": "client_secret"}),
+            ("storage", "azure", "credentials", "tenantid"),
+        )
+        self.assertRefused(
+            dict(self.good, credentials={"type": "managed_identity"}),
             ("storage", "azure", "credentials", "type"),
         )
         self.assertRefused(dict(self.good, credentials="x"), ("storage", "azure", "credentials"))

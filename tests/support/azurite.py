@@ -14,6 +14,7 @@ from subprocess import Popen
 
 from twisted.trial.unittest import SkipTest
 
+from tests.support.certificates import Authority
 from tests.support.processes import freePort
 from tests.support.servers import listening, logTail, sharedServer, spawn, stopProcess, waitUntilReady
 from tests.support.tools import ToolMissing, inCI
@@ -41,17 +42,24 @@ def findAzurite() -> str:
 
 
 class Azurite:
-    """One azurite-blob process on 127.0.0.1, its data in a directory of its own."""
+    """
+    One azurite-blob process on 127.0.0.1, its data in a directory of its own. With C{oauth},
+    it takes bearer tokens too (C{--oauth basic}: issuer, audience and lifetime are checked,
+    not the signature) and so speaks HTTPS, with a certificate from L{authority}.
+    """
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, oauth: bool = False) -> None:
         self.directory = directory
         self.port = freePort()
         self.process: Popen | None = None
+        self.oauth = oauth
+        self.authority = Authority("registryd test Azurite CA") if oauth else None
 
     @property
     def serviceURL(self) -> str:
         """The Blob service endpoint of the development account."""
-        return f"http://127.0.0.1:{self.port}/{ACCOUNT_NAME}"
+        scheme = "https" if self.oauth else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/{ACCOUNT_NAME}"
 
     def start(self, timeout: float = 30.0) -> None:
         """Start Azurite and wait until it accepts connections."""
@@ -70,6 +78,10 @@ class Azurite:
             "--disableTelemetry",
             "--silent",
         ]
+        if self.authority is not None:
+            issued = self.authority.issue("127.0.0.1", server=True, addresses=("127.0.0.1",))
+            certificate, key = issued.write(self.directory, "azurite")
+            command += ["--oauth", "basic", "--cert", str(certificate), "--key", str(key)]
         self.process = spawn(command, self.directory / "azurite.log")
         waitUntilReady(
             self.process,
@@ -99,8 +111,21 @@ def _startedAzurite(directory: Path) -> Azurite:
     return azurite
 
 
+def _startedOAuthAzurite(directory: Path) -> Azurite:
+    azurite = Azurite(directory, oauth=True)
+    azurite.start()
+    return azurite
+
+
+def _alive(azurite: Azurite) -> bool:
+    return azurite.process is not None and azurite.process.poll() is None
+
+
 def sharedAzurite() -> Azurite:
     """One Azurite for the whole test run (each test uses its own container), stopped at exit."""
-    return sharedServer(
-        "azurite", _startedAzurite, lambda a: a.process is not None and a.process.poll() is None
-    )
+    return sharedServer("azurite", _startedAzurite, _alive)
+
+
+def sharedOAuthAzurite() -> Azurite:
+    """One HTTPS Azurite taking bearer tokens for the whole run (trust its C{authority})."""
+    return sharedServer("azurite-oauth", _startedOAuthAzurite, _alive)

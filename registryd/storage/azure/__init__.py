@@ -1,6 +1,7 @@
 """
 The Azure Blob Storage driver: content as block blobs in one container, over the Blob
-service REST API with Shared Key authorization (works against Azure and Azurite).
+service REST API with Shared Key authorization or Entra ID credentials (client_secret,
+default), working against Azure and Azurite.
 
 Writers stage one block per chunk as it fills (Put Block); C{close()} leaves the blocks
 uncommitted, so a later writer finds them again with Get Block List and carries on;
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 from registryd.config import parsers
 from registryd.config.errors import ConfigError
+from registryd.storage.azure.credentials import parseCredentials
 from registryd.storage.azure.driver import DEFAULT_CHUNK_SIZE, DEFAULT_REALM, NAME, AzureDriver
 from registryd.storage.interfaces import StorageDriverError
 from registryd.storage.paths import checkPath
@@ -35,14 +37,17 @@ _PARAMETERS = (
     "retry_delay",
     "chunksize",
 )
-_CREDENTIAL_TYPES = ("shared_key", "client_secret", "default_credentials")
 _ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?!-))*[a-z0-9]$")
 _REALM = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 
 
-def createDriver(reactor: Any, parameters: dict | None) -> AzureDriver:
-    """Build the driver from its configuration section, raising ConfigError naming a bad parameter."""
+def createDriver(reactor: Any, parameters: dict | None, tlsPolicy: Any = None) -> AzureDriver:
+    """
+    Build the driver from its configuration section, raising ConfigError naming a bad parameter.
+
+    @param tlsPolicy: the agent's C{IPolicyForHTTPS}; the platform's trust by default.
+    """
     keyPath = ["storage", NAME]
     section = parsers.mapping(parameters, keyPath)
     parsers.onlyKeys(section, _PARAMETERS, keyPath)
@@ -51,17 +56,7 @@ def createDriver(reactor: Any, parameters: dict | None) -> AzureDriver:
         return [*keyPath, key]
 
     credentials = parsers.optional(section, "credentials", lambda v, p: parsers.mapping(v, p), {}, keyPath)
-    parsers.onlyKeys(credentials, ("type", "clientid", "tenantid", "secret"), at("credentials"))
-    kind = parsers.optional(credentials, "type", parsers.string, "shared_key", at("credentials"))
-    if kind not in _CREDENTIAL_TYPES:
-        raise ConfigError(
-            f"unknown type {kind!r} (known: {', '.join(_CREDENTIAL_TYPES)})", [*at("credentials"), "type"]
-        )
-    if kind != "shared_key":
-        raise ConfigError(
-            f"{kind} is not supported by this driver yet; use shared_key with accountkey",
-            [*at("credentials"), "type"],
-        )
+    credential = parseCredentials(credentials, at("credentials"))
 
     accountName = section.get("accountname")
     if accountName is None:
@@ -70,14 +65,18 @@ def createDriver(reactor: Any, parameters: dict | None) -> AzureDriver:
     if not _ACCOUNT.match(accountName):
         raise ConfigError("must be 3 to 24 lowercase letters and digits", at("accountname"))
     accountKey = section.get("accountkey")
-    if accountKey is None:
+    if accountKey is None and credential is None:
         raise ConfigError("required with shared_key credentials", at("accountkey"))
-    accountKey = parsers.string(accountKey, at("accountkey"))
-    try:
-        if not base64.b64decode(accountKey, validate=True):
-            raise ValueError("empty")
-    except (binascii.Error, ValueError):
-        raise ConfigError("must be the account key in base64", at("accountkey")) from None
+    if credential is not None:
+        # Bearer tokens authorize every request; an account key set as well is not used.
+        accountKey = None
+    else:
+        accountKey = parsers.string(accountKey, at("accountkey"))
+        try:
+            if not base64.b64decode(accountKey, validate=True):
+                raise ValueError("empty")
+        except (binascii.Error, ValueError):
+            raise ConfigError("must be the account key in base64", at("accountkey")) from None
     container = section.get("container")
     if container is None:
         raise ConfigError("required", at("container"))
@@ -114,6 +113,8 @@ def createDriver(reactor: Any, parameters: dict | None) -> AzureDriver:
         maxRetries=maxRetries,
         retryDelay=retryDelay,
         chunkSize=chunkSize,
+        credential=credential,
+        tlsPolicy=tlsPolicy,
     )
 
 

@@ -1,6 +1,6 @@
 """
 The azure driver: paths as block blobs in one container, over the Blob service REST API
-with Shared Key authorization (Azure itself, or Azurite).
+with Shared Key authorization or Entra ID bearer tokens (Azure itself, or Azurite).
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import treq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
+from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
+from registryd.storage.azure.credentials import BearerToken, Credential
 from registryd.storage.azure.streams import BlockWriter, blockIndex
 from registryd.storage.inmemory import FileInfo
 from registryd.storage.interfaces import (
@@ -44,6 +45,9 @@ API_VERSION = "2021-08-06"
 DEFAULT_REALM = "core.windows.net"
 DEFAULT_CHUNK_SIZE = 4 << 20
 _SAS_LIFETIME = 20 * 60
+# A user delegation key (bearer credentials) signs SAS URLs for this long, renewed when a
+# URL signed now would outlive it.
+_DELEGATION_KEY_LIFETIME = 6 * 3600
 
 
 class _AzureError(Exception):
@@ -67,7 +71,7 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
         self,
         reactor: Any,
         accountName: str,
-        accountKey: str,
+        accountKey: str | None,
         container: str,
         serviceURL: str | None = None,
         realm: str = DEFAULT_REALM,
@@ -75,12 +79,16 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
         maxRetries: int = 5,
         retryDelay: float = 0.1,
         chunkSize: int = DEFAULT_CHUNK_SIZE,
+        credential: Credential | None = None,
+        tlsPolicy: Any = None,
     ) -> None:
         self._reactor = reactor
         self.accountName = accountName
-        self._key = base64.b64decode(accountKey)
+        # Shared Key signs with the account key; Entra ID credentials send bearer tokens instead.
+        self._key = base64.b64decode(accountKey) if accountKey is not None else None
         self.container = container
         serviceURL = (serviceURL or f"https://{accountName}.blob.{realm}").rstrip("/")
+        self.serviceURL = serviceURL
         self.containerURL = f"{serviceURL}/{container}"
         self._containerPath = urlsplit(self.containerURL).path
         self._root = rootedDirectory(rootDirectory)
@@ -89,12 +97,16 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
         self.chunkSize = chunkSize
         self._pool = HTTPConnectionPool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 8
+        self._agent = Agent(reactor, contextFactory=tlsPolicy or BrowserLikePolicyForHTTPS(), pool=self._pool)
+        self._bearer = BearerToken(reactor, self._agent, credential) if credential is not None else None
+        self._delegationKey: dict[str, str] | None = None
         self._containerReady: Deferred | None = None
 
     # -- requests ------------------------------------------------------------------------
 
     def _sign(self, method: str, urlPath: str, query: dict[str, str], headers: dict[str, str]) -> str:
         """The Shared Key Authorization header for a request."""
+        assert self._key is not None
         lowered = {k.lower(): v for k, v in headers.items()}
         length = lowered.get("content-length", "")
         standard = [
@@ -145,14 +157,17 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
         }
         if method in ("PUT", "POST") or body:
             allHeaders["Content-Length"] = str(len(body))
-        allHeaders["Authorization"] = self._sign(method, urlPath, query, allHeaders)
+        if self._bearer is not None:
+            allHeaders["Authorization"] = await self._bearer.authorization()
+        else:
+            allHeaders["Authorization"] = self._sign(method, urlPath, query, allHeaders)
         sent = {k: v for k, v in allHeaders.items() if k != "Content-Length"}
         return await treq.request(
             method,
             url,
             headers=Headers({k.encode(): [v.encode()] for k, v in sent.items()}),
             data=body if body else None,
-            pool=self._pool,
+            agent=self._agent,
             unbuffered=True,
             reactor=self._reactor,
         )
@@ -364,20 +379,81 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
         if not deleted:
             raise PathNotFound(self.name, path)
 
-    def _sasURL(self, path: str) -> str:
-        """A service SAS URL allowing reads of one blob for a while."""
-        blobName = self._objectName(path)
-        expiry = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + _SAS_LIFETIME))
-        resource = f"/blob/{self.accountName}/{self.container}/{blobName}"
-        fields = ["r", "", expiry, resource, "", "", "", API_VERSION, "b", "", "", "", "", "", "", ""]
-        toSign = "\n".join(fields)
-        signature = base64.b64encode(hmac.new(self._key, toSign.encode(), hashlib.sha256).digest()).decode()
-        query = urlencode(
-            {"sv": API_VERSION, "se": expiry, "sr": "b", "sp": "r", "sig": signature},
-            quote_via=quote,
-            safe="",
+    async def _userDelegationKey(self, notAfter: float) -> dict[str, str]:
+        """A user delegation key valid past C{notAfter} (Get User Delegation Key, kept until then)."""
+        key = self._delegationKey
+        if key is not None and float(key["expires"]) > notAfter:
+            return key
+        now = time.time()
+        start, expiry = _isoTime(now - 300), _isoTime(now + _DELEGATION_KEY_LIFETIME)
+        keyInfo = f"<KeyInfo><Start>{start}</Start><Expiry>{expiry}</Expiry></KeyInfo>"
+        body = f'<?xml version="1.0" encoding="utf-8"?>{keyInfo}'
+        assert self._bearer is not None
+        headers = {
+            "x-ms-date": formatdate(usegmt=True),
+            "x-ms-version": API_VERSION,
+            "Authorization": await self._bearer.authorization(),
+        }
+        response = await treq.post(
+            f"{self.serviceURL}/?restype=service&comp=userdelegationkey",
+            data=body.encode(),
+            headers=Headers({k.encode(): [v.encode()] for k, v in headers.items()}),
+            agent=self._agent,
+            reactor=self._reactor,
         )
-        return f"{self.containerURL}/{quote(blobName, safe='/-_.~')}?{query}"
+        content = await treq.content(response)
+        if response.code != 200:
+            code = (response.headers.getRawHeaders(b"x-ms-error-code") or [b""])[0].decode()
+            raise _AzureError(response.code, code, content)
+        root = ElementTree.fromstring(content)
+        fields = (
+            "SignedOid",
+            "SignedTid",
+            "SignedStart",
+            "SignedExpiry",
+            "SignedService",
+            "SignedVersion",
+            "Value",
+        )
+        key = {name: root.findtext(name) or "" for name in fields}
+        key["expires"] = str(now + _DELEGATION_KEY_LIFETIME)
+        self._delegationKey = key
+        return key
+
+    async def _sasURL(self, path: str) -> str:
+        """
+        A SAS URL allowing reads of one blob for a while: a service SAS signed with the account
+        key, or with bearer credentials a user delegation SAS signed with a user delegation key.
+        """
+        blobName = self._objectName(path)
+        expires = time.time() + _SAS_LIFETIME
+        expiry = _isoTime(expires)
+        resource = f"/blob/{self.accountName}/{self.container}/{blobName}"
+        query = {"sv": API_VERSION, "se": expiry, "sr": "b", "sp": "r"}
+        if self._key is not None:
+            fields = ["r", "", expiry, resource, "", "", "", API_VERSION, "b", "", "", "", "", "", "", ""]
+            signingKey = self._key
+        else:
+            key = await self._userDelegationKey(expires)
+            delegation = {
+                "skoid": key["SignedOid"],
+                "sktid": key["SignedTid"],
+                "skt": key["SignedStart"],
+                "ske": key["SignedExpiry"],
+                "sks": key["SignedService"],
+                "skv": key["SignedVersion"],
+            }
+            # Version 2020-12-06 and later: the key's fields, then three unused principal fields.
+            fields = ["r", "", expiry, resource, *delegation.values(), "", "", "", "", "", API_VERSION, "b"]
+            fields += ["", "", "", "", "", "", ""]
+            query.update(delegation)
+            signingKey = base64.b64decode(key["Value"])
+        toSign = "\n".join(fields)
+        query["sig"] = base64.b64encode(
+            hmac.new(signingKey, toSign.encode(), hashlib.sha256).digest()
+        ).decode()
+        encoded = urlencode(query, quote_via=quote, safe="")
+        return f"{self.containerURL}/{quote(blobName, safe='/-_.~')}?{encoded}"
 
     def redirectURL(self, method: str, path: str) -> Deferred:
         try:
@@ -386,7 +462,12 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
             return Deferred.fromCoroutine(failWith(e))
         if method.upper() not in ("GET", "HEAD"):
             return succeed(None)
-        return succeed(self._sasURL(path))
+        return self._wrap(self._sasURL(path))
+
+
+def _isoTime(seconds: float) -> str:
+    """An instant as the service's SAS times (ISO 8601, UTC, whole seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 async def _waitFor(shared: Deferred) -> None:
