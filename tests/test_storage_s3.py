@@ -5,53 +5,32 @@ checks, multipart writes resumed across writers, multipart copies, presigned red
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
-from urllib.request import urlopen
 
 from twisted.internet import reactor
-from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from registryd.config.errors import ConfigError
 from registryd.storage.s3 import createDriver
 from registryd.storage.s3.config import MiB
 from registryd.storage.s3.streams import partSize
-from registryd.testing.driversuite import StorageDriverTestsMixin
-from tests.support.moto import createBucket, motoServer, newBucketName, parameters
+from tests.support.moto import MotoServer, motoServer
+from tests.support.s3cases import S3DriverSuiteMixin, S3MultipartTestsMixin, S3RootDirectorySuiteMixin
 
 
-async def s3Driver(testCase: TestCase, **extra: Any) -> Any:
-    """A driver on a fresh bucket of the shared moto server, closed after the test."""
-    server = motoServer()
-    driver = createDriver(reactor, parameters(server, newBucketName(), **extra))
-    testCase.addCleanup(driver.close)
-    await createBucket(driver)
-    return driver
+class MotoMixin:
+    """Tests against the run's moto server."""
+
+    def s3Server(self) -> MotoServer:
+        return motoServer()
 
 
-class S3DriverSuiteTests(StorageDriverTestsMixin, TestCase):
+class S3DriverSuiteTests(MotoMixin, S3DriverSuiteMixin, TestCase):
     """The shared driver suite, bucket root."""
 
-    def makeDriver(self) -> Any:
-        from twisted.internet.defer import Deferred
 
-        return Deferred.fromCoroutine(s3Driver(self, chunksize=5 * MiB))
-
-
-class S3DriverRootDirectorySuiteTests(StorageDriverTestsMixin, TestCase):
+class S3DriverRootDirectorySuiteTests(MotoMixin, S3RootDirectorySuiteMixin, TestCase):
     """The shared driver suite under a rootdirectory, with a sibling prefix that must stay invisible."""
-
-    async def _make(self) -> Any:
-        driver = await s3Driver(self, rootdirectory="/registry/root")
-        await driver.client.send("PUT", "registry/rootsibling", body=b"not ours")
-        await driver.client.send("PUT", "elsewhere", body=b"not ours")
-        return driver
-
-    def makeDriver(self) -> Any:
-        from twisted.internet.defer import Deferred
-
-        return Deferred.fromCoroutine(self._make())
 
 
 def params(**extra: Any) -> dict[str, Any]:
@@ -169,98 +148,5 @@ class S3ParameterTests(TestCase):
         self.assertLessEqual(max(partSize(10 * MiB, n) for n in range(1, 10001)), 5 << 30)
 
 
-class S3MultipartTests(TestCase):
+class S3MultipartTests(MotoMixin, S3MultipartTestsMixin, TestCase):
     """Behaviour beyond the shared suite, against moto."""
-
-    timeout = 300
-
-    async def test_multipart_write_resumed_across_writers(self) -> None:
-        """Parts go out as they fill; a close mid-part and several resumes keep every byte."""
-        driver = await s3Driver(self, chunksize=5 * MiB)
-        data = StorageDriverTestsMixin.pattern(None, 23 * MiB + 321, seed=7)  # type: ignore[arg-type]
-        cuts = [0, 7 * MiB + 5, 7 * MiB + 9, 16 * MiB, 16 * MiB + 1, len(data)]
-        append = False
-        for start, end in zip(cuts, cuts[1:], strict=False):
-            writer = await driver.writer("/uploads/blob", append=append)
-            self.assertEqual(writer.size, start)
-            for i in range(start, end, MiB):
-                await writer.write(data[i : min(i + MiB, end)])
-            self.assertLessEqual(len(writer._buffer), 5 * MiB)
-            if end == len(data):
-                await writer.commit()
-            else:
-                await writer.close()
-                uploads = await driver.multipartUploads("uploads/blob")
-                self.assertEqual(len(uploads), 1)
-                parts = await driver.listParts("uploads/blob", uploads[0][1], "/uploads/blob")
-                self.assertEqual(sum(p.size for p in parts), end)
-            append = True
-        content = await driver.getContent("/uploads/blob")
-        self.assertEqual(hashlib.sha256(content).digest(), hashlib.sha256(data).digest())
-        self.assertEqual(await driver.multipartUploads("uploads/blob"), [])
-
-    async def test_list_parts_pages(self) -> None:
-        """ListParts is read page by page (moto pages at max-parts)."""
-        driver = await s3Driver(self)
-        uploadID = await driver.createMultipartUpload("paged", "/paged")
-        for number in range(1, 4):
-            await driver.uploadPart("paged", uploadID, number, bytes([number]) * 10, "/paged")
-        original = driver.client.send
-        pages = []
-
-        async def pagedSend(method: str, key: Any, query: Any = None, **kwargs: Any) -> Any:
-            if query and "uploadId" in query and method == "GET":
-                query = dict(query, **{"max-parts": 1})
-                pages.append(query.get("part-number-marker"))
-            return await original(method, key, query, **kwargs)
-
-        driver.client.send = pagedSend
-        parts = await driver.listParts("paged", uploadID, "/paged")
-        self.assertEqual([p.number for p in parts], [1, 2, 3])
-        self.assertEqual(len(pages), 3, pages)
-        await driver.abortMultipartUpload("paged", uploadID, "/paged")
-
-    async def test_move_large_object_uses_multipart_copy(self) -> None:
-        driver = await s3Driver(
-            self,
-            multipartcopythresholdsize=5 * MiB,
-            multipartcopychunksize=5 * MiB,
-            multipartcopymaxconcurrency=2,
-        )
-        data = StorageDriverTestsMixin.pattern(None, 12 * MiB + 3, seed=9)  # type: ignore[arg-type]
-        writer = await driver.writer("/big/source")
-        await writer.write(data)
-        await writer.commit()
-        sent = []
-        original = driver.client.send
-
-        async def recordingSend(method: str, key: Any, query: Any = None, **kwargs: Any) -> Any:
-            sent.append((method, dict(query or {}), dict(kwargs.get("headers") or {})))
-            return await original(method, key, query, **kwargs)
-
-        driver.client.send = recordingSend
-        await driver.move("/big/source", "/big/dest")
-        copies = [
-            h for m, q, h in sent if m == "PUT" and "partNumber" in q and "x-amz-copy-source-range" in h
-        ]
-        self.assertEqual(len(copies), 3)
-        moved = await driver.getContent("/big/dest")
-        self.assertEqual(hashlib.sha256(moved).digest(), hashlib.sha256(data).digest())
-        self.assertEqual(await driver.list("/big"), ["/big/dest"])
-
-    async def test_redirect_url_is_presigned_get(self) -> None:
-        driver = await s3Driver(self)
-        await driver.putContent("/blob/data", b"redirected bytes")
-        url = await driver.redirectURL("GET", "/blob/data")
-        self.assertIn("X-Amz-Signature=", url)
-        body = await deferToThread(lambda: urlopen(url, timeout=10).read())
-        self.assertEqual(body, b"redirected bytes")
-
-    async def test_delete_aborts_uploads_below(self) -> None:
-        driver = await s3Driver(self)
-        await driver.putContent("/_uploads/u1/startedat", b"now")
-        writer = await driver.writer("/_uploads/u1/data")
-        await writer.write(b"partial")
-        await writer.close()
-        await driver.delete("/_uploads/u1")
-        self.assertEqual(await driver.multipartUploads(""), [])

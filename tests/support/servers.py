@@ -118,3 +118,11 @@ def sharedServer(name: str, make: Callable[[Path], Any], alive: Callable[[Any], 
     atexit.register(cleanup)
     _sharedServers[name] = server
     return server
+
+
+def systemPythonEnvironment() -> dict[str, str]:
+    """
+    The environment for a distribution's own tools that run on its Python (Swift's, Ceph's):
+    without our PYTHON* variables (trial -j sets PYTHONPATH to this interpreter's paths).
+    """
+    return {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.support.processes import freePort
-from tests.support.servers import sharedServer
+from tests.support.servers import sharedServer, systemPythonEnvironment
 from tests.support.tools import requireTool
 
 #: The tempauth account, user and key the proxy is configured with (auth v1).
@@ -72,7 +72,7 @@ class SwiftAllInOne:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                     cwd=self.directory,
-                    env=_debianPythonEnvironment(),
+                    env=systemPythonEnvironment(),
                 )
             common = (
                 f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {self.ports[name]}\nworkers = 0\n"
@@ -114,7 +114,7 @@ class SwiftAllInOne:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.directory,
-                env=_debianPythonEnvironment(),
+                env=systemPythonEnvironment(),
                 start_new_session=True,
             )
 
@@ -192,10 +192,3 @@ def sharedSwift() -> SwiftAllInOne:
         lambda s: bool(s.processes) and all(p.poll() is None for p in s.processes.values()),
     )
 
-
-def _debianPythonEnvironment() -> dict[str, str]:
-    """
-    The environment for Swift's tools, which run on Debian's own Python: without our PYTHON*
-    variables (trial -j sets PYTHONPATH to this interpreter's paths, which Debian's cannot use).
-    """
-    return {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
