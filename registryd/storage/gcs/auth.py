@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -19,7 +20,8 @@ from urllib.parse import quote, urlencode, urlsplit
 import treq
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from twisted.internet.defer import Deferred
+
+from registryd.storage.oauth import CachedAccessToken, readTokenAnswer
 
 SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 DEFAULT_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -27,7 +29,6 @@ METADATA_TOKEN_URL = (
     "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
 )
 _TOKEN_LIFETIME = 3600
-_REFRESH_MARGIN = 300
 
 
 class CredentialsError(Exception):
@@ -114,38 +115,19 @@ class ServiceAccount:
 
 
 class TokenSource:
-    """Hands out a cached access token, fetching a new one shortly before it expires."""
+    """Hands out a cached access token for a service account (or the metadata server's)."""
 
     def __init__(self, reactor: Any, pool: Any, account: ServiceAccount | None) -> None:
         self._reactor = reactor
         self._pool = pool
         self.account = account
-        self._token: str | None = None
-        self._expires = 0.0
-        self._pending: Deferred | None = None
+        self._cached = CachedAccessToken(reactor, self._fetch)
 
-    async def token(self) -> str:
+    def token(self) -> Awaitable[str]:
         """A valid access token (one fetch at a time, shared by concurrent callers)."""
-        now = self._reactor.seconds()
-        if self._token is not None and now < self._expires - _REFRESH_MARGIN:
-            return self._token
-        if self._pending is None:
-            self._pending = Deferred.fromCoroutine(self._fetch())
+        return self._cached.token()
 
-            def done(result: object) -> object:
-                self._pending = None
-                return result
-
-            self._pending.addBoth(done)
-        waiting: Deferred = Deferred()
-        self._pending.addBoth(lambda result: (waiting.callback(result), result)[1])
-        await waiting
-        if self._token is None:
-            raise CredentialsError("no access token")
-        return self._token
-
-    async def _fetch(self) -> None:
-        now = self._reactor.seconds()
+    async def _fetch(self) -> tuple[str, float]:
         if self.account is not None:
             body = urlencode(
                 {
@@ -167,14 +149,4 @@ class TokenSource:
                 pool=self._pool,
                 reactor=self._reactor,
             )
-        content = await treq.content(response)
-        if response.code != 200:
-            raise CredentialsError(f"token endpoint answered {response.code}: {content[:300]!r}")
-        try:
-            answer = json.loads(content)
-            token = str(answer["access_token"])
-            lifetime = float(answer.get("expires_in", _TOKEN_LIFETIME))
-        except (ValueError, KeyError, TypeError):
-            raise CredentialsError(f"token endpoint answered nonsense: {content[:300]!r}") from None
-        self._token = token
-        self._expires = now + lifetime
+        return await readTokenAnswer(response, _TOKEN_LIFETIME)
