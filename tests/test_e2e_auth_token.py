@@ -6,15 +6,13 @@ with basic credentials, retry with the bearer token.
 
 from __future__ import annotations
 
-import base64
 import json
-import urllib.parse
 
 from tests.support import http
 from tests.support.cases import RegistryTestCase
 from tests.support.layouts import OCILayout
 from tests.support.skopeo import Skopeo, SkopeoFailed
-from tests.support.tokens import ISSUER, SERVICE, Signer, TokenServer
+from tests.support.tokens import SERVICE, startTokenServer
 
 USERS = {
     "pusher": ("push-secret", {"e2e/app": ["pull", "push"]}),
@@ -27,19 +25,11 @@ class TokenAuthTests(RegistryTestCase):
 
     def setUp(self) -> None:
         work = self.workDirectory()
-        signer = Signer("ec")
-        self.tokens = TokenServer(signer, USERS)
-        self.realm = self.tokens.start()
-        self.addCleanup(self.tokens.stop)
-        auth = {
-            "token": {
-                "realm": self.realm,
-                "service": SERVICE,
-                "issuer": ISSUER,
-                "rootcertbundle": signer.writeBundle(work / "token-signer.pem"),
-            }
-        }
-        self.registry = self.startRegistryd(work / "root", auth=auth)
+        self.tokens = startTokenServer(self, USERS)
+        self.realm = self.tokens.realm
+        self.registry = self.startRegistryd(
+            work / "root", auth=self.tokens.authSection(work / "token-signer.pem")
+        )
         self.skopeo = Skopeo(self.registry)
         self.source = work / "source"
         OCILayout(self.source, seed=3).addImage([300 * 1024, 40 * 1024], tag="v1")
@@ -56,12 +46,7 @@ class TokenAuthTests(RegistryTestCase):
 
     def bearer(self, user: str, scope: str) -> str:
         """A token for user from the token server, as a client would get it."""
-        password = USERS[user][0]
-        query = urllib.parse.urlencode({"service": SERVICE, "scope": scope})
-        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
-        answer = http.request("GET", f"{self.realm}?{query}", headers={"Authorization": f"Basic {basic}"})
-        self.assertEqual(answer.status, 200)
-        return answer.json()["token"]
+        return self.tokens.fetch(user, scope)
 
     def test_challenge_names_the_realm_and_scope(self) -> None:
         answer = http.request("GET", f"{self.registry.url}/v2/e2e/app/tags/list")

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.support import http
 
 ISSUER = "test-token-issuer"
 SERVICE = "registry.test"
@@ -233,7 +235,28 @@ class TokenServer:
         self._http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
         self._thread.start()
-        return f"http://127.0.0.1:{self._http.server_address[1]}/token"
+        self.realm = f"http://127.0.0.1:{self._http.server_address[1]}/token"
+        return self.realm
+
+    def authSection(self, bundlePath: Path) -> dict:
+        """The C{auth} config section of a registry trusting this (started) server's tokens."""
+        return {
+            "token": {
+                "realm": self.realm,
+                "service": self.service,
+                "issuer": self.issuer,
+                "rootcertbundle": self.signer.writeBundle(bundlePath),
+            }
+        }
+
+    def fetch(self, user: str, scope: str) -> str:
+        """A token for a known user and scope, asked for as a client asks (basic credentials)."""
+        query = urlencode({"service": self.service, "scope": scope})
+        basic = base64.b64encode(f"{user}:{self.users[user][0]}".encode()).decode()
+        answer = http.request("GET", f"{self.realm}?{query}", headers={"Authorization": f"Basic {basic}"})
+        if answer.status != 200:
+            raise ValueError(f"the token server answered {answer.status} for {user} and {scope}")
+        return answer.json()["token"]
 
     def stop(self) -> None:
         """Stop serving."""
@@ -281,3 +304,11 @@ class TokenServer:
         handler.send_header("Content-Length", str(len(body)))
         handler.end_headers()
         handler.wfile.write(body)
+
+
+def startTokenServer(case: Any, users: dict[str, tuple[str, dict[str, list[str]]]]) -> TokenServer:
+    """A token server with a fresh EC signing key, started, and stopped when the test C{case} ends."""
+    server = TokenServer(Signer("ec"), users)
+    server.start()
+    case.addCleanup(server.stop)
+    return server
