@@ -1,6 +1,7 @@
 """
-End-to-end: skopeo pushes to and pulls from `twistd registryd` configured with `storage: s3`
-against a moto S3 server on loopback; blob GETs are answered with presigned redirects to moto.
+End-to-end: skopeo pushes to and pulls from `twistd registryd` configured with `storage: s3`,
+against a moto S3 server and against Ceph radosgw on loopback; blob GETs are answered with
+presigned redirects to the store, or streamed by registryd with redirects disabled.
 """
 
 from __future__ import annotations
@@ -8,50 +9,28 @@ from __future__ import annotations
 from http.client import HTTPConnection
 from typing import Any
 
-import yaml
-
 from tests.support import http
 from tests.support.cases import RegistryTestCase
-from tests.support.moto import (
-    createBucketNow,
-    listKeys,
-    motoServer,
-    newBucketName,
-    parameters,
-    serverEnvironment,
-)
-from tests.support.processes import (
-    RegistryProcess,
-    freePort,
-    registrydCommand,
-    registrydEnvironment,
-    writeConfig,
-)
+from tests.support.moto import motoServer
+from tests.support.processes import RegistryProcess
+from tests.support.radosgw import sharedRadosgw
+from tests.support.s3 import S3Server, createBucketNow, listKeys, newBucketName
+from tests.support.s3cases import registrydOnS3
 from tests.support.skopeo import Skopeo, compareLayouts
 
 
-class S3SkopeoTests(RegistryTestCase):
-    """skopeo against registryd on S3 (moto)."""
+class S3SkopeoTestsMixin:
+    """skopeo against registryd on the S3 server C{s3Server()}."""
+
+    def s3Server(self) -> S3Server:
+        raise NotImplementedError(f"{type(self).__name__} must define s3Server()")
 
     def startOnS3(self, redirectDisabled: bool = False) -> RegistryProcess:
-        self.server = motoServer()
+        self.server = self.s3Server()
         self.bucket = newBucketName()
         createBucketNow(self.server, self.bucket)
-        work = self.workDirectory()
-        port = freePort()
-        config = writeConfig(work, work / "unused", port)
-        document = yaml.safe_load(config.read_text())
-        document["storage"] = {
-            "s3": parameters(self.server, self.bucket, rootdirectory="/registry", chunksize="5M"),
-            "delete": {"enabled": True},
-            "redirect": {"disable": redirectDisabled},
-        }
-        config.write_text(yaml.safe_dump(document))
-        env = registrydEnvironment()
-        env.pop("AWS_CA_BUNDLE", None)
-        env.update({k: v for k, v in serverEnvironment().items() if k == "PATH"})
-        process = RegistryProcess(
-            registrydCommand(config), port, work / "registryd.log", cwd=work, env=env, name="registryd"
+        process = registrydOnS3(
+            self.workDirectory(), self.server, self.bucket, {"redirect": {"disable": redirectDisabled}}
         )
         return self._started(process)
 
@@ -89,3 +68,17 @@ class S3SkopeoTests(RegistryTestCase):
         response = http.request("GET", f"{registry.url}/v2/e2e/s3/blobs/{layer.digest}")
         self.assertEqual(response.status, 200)
         self.assertEqual(len(response.body), layer.size)
+
+
+class S3SkopeoTests(S3SkopeoTestsMixin, RegistryTestCase):
+    """skopeo against registryd on S3 (moto)."""
+
+    def s3Server(self) -> S3Server:
+        return motoServer()
+
+
+class RadosgwSkopeoTests(S3SkopeoTestsMixin, RegistryTestCase):
+    """skopeo against registryd on S3 (Ceph radosgw, a real distributed object store)."""
+
+    def s3Server(self) -> S3Server:
+        return sharedRadosgw()

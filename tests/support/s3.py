@@ -42,13 +42,18 @@ def newBucketName() -> str:
     return f"registryd-{uuid.uuid4().hex[:20]}"
 
 
-def clientEnvironment() -> dict[str, str]:
+#: What the machine's environment may hold that AWS libraries act on.
+AWS_VARIABLES = ("AWS_CA_BUNDLE", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def clientEnvironment(base: dict[str, str] | None = None) -> dict[str, str]:
     """
     The environment for processes talking plain HTTP to a test server: without the machine's
-    AWS_CA_BUNDLE (AWS libraries would try to load it), AWS profile or keys.
+    AWS_CA_BUNDLE (AWS libraries would try to load it), AWS profile or keys; C{base} or this
+    process's environment.
     """
-    env = dict(os.environ)
-    for key in ("AWS_CA_BUNDLE", "AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+    env = dict(os.environ if base is None else base)
+    for key in AWS_VARIABLES:
         env.pop(key, None)
     return env
 

@@ -7,6 +7,7 @@ C{s3Server()}.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import treq
@@ -16,7 +17,14 @@ from twisted.internet.defer import Deferred
 from registryd.storage.s3 import createDriver
 from registryd.storage.s3.config import MiB
 from registryd.testing.driversuite import StorageDriverTestsMixin
-from tests.support.s3 import S3Server, createBucket, newBucketName, parameters
+from tests.support.processes import (
+    RegistryProcess,
+    freePort,
+    registrydCommand,
+    registrydEnvironment,
+    writeConfig,
+)
+from tests.support.s3 import S3Server, clientEnvironment, createBucket, newBucketName, parameters
 
 
 class S3ServerMixin:
@@ -157,3 +165,30 @@ class S3MultipartTestsMixin(S3ServerMixin):
         await writer.close()
         await driver.delete("/_uploads/u1")
         self.assertEqual(await driver.multipartUploads(""), [])
+
+
+def registrydOnS3(
+    workDirectory: Path, server: S3Server, bucket: str, storage: dict | None = None, **configExtra: Any
+) -> RegistryProcess:
+    """
+    A registryd process (not started) storing under /registry in C{bucket} of C{server}, deletes
+    enabled, 5 MiB parts; C{storage} adds to the storage section, C{configExtra} to the config.
+    """
+    port = freePort()
+    section = {
+        "s3": parameters(server, bucket, rootdirectory="/registry", chunksize="5M"),
+        "delete": {"enabled": True},
+        **(storage or {}),
+    }
+    config = writeConfig(
+        workDirectory, workDirectory / "unused", port, extra={"storage": section, **configExtra}
+    )
+    env = clientEnvironment(registrydEnvironment())
+    return RegistryProcess(
+        registrydCommand(config),
+        port,
+        workDirectory / "registryd.log",
+        cwd=workDirectory,
+        env=env,
+        name="registryd",
+    )
