@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
+from registryd.registry.resp import _Incomplete, encodeCommand, parseReply
 from tests.support.processes import freePort
 from tests.support.servers import listening, spawn, stopProcess, waitUntilReady
 from tests.support.tools import requireTool
@@ -52,3 +55,15 @@ class RedisServer:
         """Stop the server (SIGTERM, then SIGKILL) and remove its directory."""
         stopProcess(self.process, 10)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def command(self, *arguments: str | bytes | int) -> Any:
+        """Send one command synchronously (to look at what the code under test stored); its reply."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as connection:
+            connection.sendall(encodeCommand(list(arguments)))
+            buffer = b""
+            while True:
+                buffer += connection.recv(65536)
+                try:
+                    return parseReply(buffer)[0]
+                except _Incomplete:
+                    continue

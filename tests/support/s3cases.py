@@ -168,13 +168,21 @@ class S3MultipartTestsMixin(S3ServerMixin):
 
 
 def registrydOnS3(
-    workDirectory: Path, server: S3Server, bucket: str, storage: dict | None = None, **configExtra: Any
+    workDirectory: Path,
+    server: S3Server,
+    bucket: str,
+    storage: dict | None = None,
+    secret: str | None = None,
+    **configExtra: Any,
 ) -> RegistryProcess:
     """
     A registryd process (not started) storing under /registry in C{bucket} of C{server}, deletes
-    enabled, 5 MiB parts; C{storage} adds to the storage section, C{configExtra} to the config.
+    enabled, 5 MiB parts; C{storage} adds to the storage section, C{secret} is its http.secret,
+    C{configExtra} adds to the config.
     """
     port = freePort()
+    if secret is not None:
+        configExtra["http"] = {"addr": f"127.0.0.1:{port}", "secret": secret}
     section = {
         "s3": parameters(server, bucket, rootdirectory="/registry", chunksize="5M"),
         "delete": {"enabled": True},
