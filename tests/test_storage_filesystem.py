@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
 
 from twisted.internet import reactor
@@ -13,7 +14,7 @@ from twisted.trial.unittest import TestCase
 from registryd.config.errors import ConfigError
 from registryd.storage import filesystem
 from registryd.storage.filesystem import FilesystemDriver, createDriver
-from registryd.storage.interfaces import InvalidPath, StorageDriverError
+from registryd.storage.interfaces import SKIP_DIR, InvalidPath, StorageDriverError
 from registryd.testing.driversuite import MiB, StorageDriverTestsMixin
 
 
@@ -305,6 +306,51 @@ class FilesystemInternalsTests(TestCase):
         seen = []
         await driver.walk("/", lambda info: seen.append((info.path, info.isDir)))
         self.assertEqual(seen, [("/a", True), ("/a/b", True), ("/a/b/file", False), ("/a/b/loop", True)])
+
+    async def test_walkReadsDirectoriesAheadInFewThreadHops(self) -> None:
+        """A walk over many small directories reads their listings in batches, in order, skipping as told."""
+        driver = FilesystemDriver(self.mktemp(), reactor)
+        self.addCleanup(driver.stop)
+        for number in range(600):
+            os.makedirs(os.path.join(driver.rootDirectory, f"r/{number:03d}/_skip"))
+            with open(os.path.join(driver.rootDirectory, f"r/{number:03d}/file"), "wb") as f:
+                f.write(b"x")
+        hops = []
+        call = driver._call
+        self.patch(driver, "_call", lambda path, *rest: hops.append(path) or call(path, *rest))
+        seen = []
+
+        def visit(info: object) -> object:
+            seen.append(info.path)
+            return SKIP_DIR if info.path.endswith("/_skip") else None
+
+        await driver.walk("/r", visit)
+        expected = []
+        for number in range(600):
+            expected += [f"/r/{number:03d}", f"/r/{number:03d}/_skip", f"/r/{number:03d}/file"]
+        self.assertEqual(seen, expected)
+        self.assertLess(len(hops), 10)
+
+    async def test_walkRefusesDirectoryMadeALinkAfterItWasListed(self) -> None:
+        """A directory swapped for a link out of the root while the walk runs is not entered."""
+        driver = FilesystemDriver(self.mktemp(), reactor)
+        self.addCleanup(driver.stop)
+        await driver.putContent("/w/a/file", b"x")
+        await driver.putContent("/w/b/file", b"x")
+        outside = FilePath(self.mktemp())
+        outside.makedirs()
+        outside.child("secret").setContent(b"secret")
+        seen = []
+
+        def visit(info: object) -> None:
+            seen.append(info.path)
+            if info.path == "/w/a":
+                b = os.path.join(driver.rootDirectory, "w/b")
+                shutil.rmtree(b)
+                os.symlink(outside.path, b)
+
+        await self.assertFailure(driver.walk("/w", visit), StorageDriverError)
+        self.assertNotIn("/w/b/secret", seen)
 
     async def test_writeErrorReported(self) -> None:
         """A batch that fails on its way to disk fails a later write and the commit, as a typed error."""

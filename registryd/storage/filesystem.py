@@ -56,6 +56,9 @@ WRITE_BATCH = 1 << 20
 _WRITE_BATCH_PIECES = 256  # well below IOV_MAX, so one writev takes a whole batch
 _QUEUED_BATCHES = 4  # batches on their way to disk before write() makes its caller wait
 
+_WALK_BATCH_DIRECTORIES = 256  # directory listings a walk reads ahead in one thread hop, at most
+_WALK_BATCH_ENTRIES = 4096  # ... and no more once their entries add up to this many
+
 _NAME = re.compile(r"[A-Za-z0-9._-]+\Z")
 _PARAMETERS = frozenset({"rootdirectory", "maxthreads"})
 
@@ -343,36 +346,86 @@ class FilesystemDriver:
         top = await self.stat(path)
         if not top.isDir:
             return
-        await self._walkBelow(path, visit)
+        await self._visitAll(await self._call(path, self._scan, path), visit)
 
-    async def _walkBelow(self, path: str, visit: Callable[[FileInfo], Any]) -> None:
-        entries = await self._call(path, self._scan, path)
-        for info, descend in entries:
+    async def _visitAll(self, entries: list[tuple[FileInfo, bool]], visit: Callable[[FileInfo], Any]) -> None:
+        # Listings of the directories ahead are read in the same thread hop as the one needed now:
+        # a hop costs far more than reading a small directory, and a walk of 10,000 repositories
+        # would otherwise make 10,000 of them.
+        listings: dict[str, list[tuple[FileInfo, bool]]] = {}
+        for index, (info, descend) in enumerate(entries):
             result = visit(info)
             if isinstance(result, Deferred):
                 result = await result
-            if info.isDir and descend and result is not SKIP_DIR:
-                await self._walkBelow(info.path, visit)
-
-    def _scan(self, path: str) -> list[tuple[FileInfo, bool]]:
-        """The children of a directory in lexical order, each with whether a walk may descend into it."""
-        full = self._fullPath(path)
-        self._resolve(path, full)
-        entries = []
-        for name in sorted(os.listdir(full)):
-            if not _addressable(name):
+            children = listings.pop(info.path, None)
+            if not (info.isDir and descend and result is not SKIP_DIR):
                 continue
-            childFull = os.path.join(full, name)
-            isLink = os.path.islink(childFull)
-            if isLink and not self._inside(os.path.realpath(childFull)):
+            if children is None:
+                ahead = _descendable(entries, index)
+                listings = dict(await self._call(info.path, self._scanAhead, ahead))
+                children = listings.pop(info.path)
+            await self._visitAll(children, visit)
+
+    def _scanAhead(self, paths: list[str]) -> list[tuple[str, list[tuple[FileInfo, bool]]]]:
+        """The listings of the first of paths and of as many after it as a batch holds (call in a thread)."""
+        listings = []
+        entries = 0
+        for path in paths:
+            if listings and entries >= _WALK_BATCH_ENTRIES:
+                break
+            try:
+                listing = self._scan(path, entered=True)
+            except OSError:
+                if not listings:
+                    raise
+                break  # read again, and reported, when the walk gets there
+            listings.append((path, listing))
+            entries += len(listing)
+        return listings
+
+    def _scan(self, path: str, entered: bool = False) -> list[tuple[FileInfo, bool]]:
+        """
+        The children of a directory in lexical order, each with whether a walk may descend into it.
+
+        A directory the walk C{entered} from a listing that found it no link is opened without
+        following a link (one that appeared since is refused) instead of resolving its whole path.
+        """
+        full = self._fullPath(path)
+        if entered:
+            fd = os.open(full, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                return self._entries(path, full, os.scandir(fd))
+            finally:
+                os.close(fd)
+        self._resolve(path, full)
+        return self._entries(path, full, os.scandir(full))
+
+    def _entries(self, path: str, full: str, children: Any) -> list[tuple[FileInfo, bool]]:
+        with children:
+            found = sorted((child for child in children if _addressable(child.name)), key=lambda c: c.name)
+        entries = []
+        for child in found:
+            isLink = child.is_symlink()
+            if isLink and not self._inside(os.path.realpath(os.path.join(full, child.name))):
                 continue  # a symbolic link out of the root is not part of the store
             try:
-                info = os.stat(childFull)
+                info = child.stat()
             except FileNotFoundError:
                 continue  # deleted meanwhile, or a dangling link
             # Links are listed but not followed, so a link to an ancestor cannot loop forever.
-            entries.append((_fileInfo(join(path, name), info), not isLink))
+            entries.append((_fileInfo(f"{path.rstrip('/')}/{child.name}", info), not isLink))
         return entries
+
+
+def _descendable(entries: list[tuple[FileInfo, bool]], start: int) -> list[str]:
+    """The paths of up to a batch of directories a walk may enter, from entries[start] on."""
+    paths = []
+    for info, descend in entries[start:]:
+        if info.isDir and descend:
+            paths.append(info.path)
+            if len(paths) == _WALK_BATCH_DIRECTORIES:
+                break
+    return paths
 
 
 def _within(realPath: str, realRoot: str) -> bool:
