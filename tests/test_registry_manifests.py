@@ -21,6 +21,7 @@ from registryd.registry.errors import (
     Unsupported,
 )
 from registryd.registry.interfaces import IManifest, IManifests
+from registryd.storage.filesystem import FilesystemDriver
 from registryd.storage.inmemory import InMemoryDriver
 from tests.test_registry_helpers import (
     DOCKER_LIST,
@@ -425,6 +426,27 @@ class TagsAndCatalogTests(TestCase):
         self.assertEqual(await self.registry.catalog(n=10, last="a.b"), (expected[5:], False))
         self.assertEqual(await self.registry.catalog(last="z0"), ([], False))
         await self.assertFailure(self.registry.catalog(n=-5), PaginationNumberInvalid)
+
+    async def test_catalog_pages_meet_nested_repositories_in_order(self) -> None:
+        # A walk meets "a/0b" before "a/_manifests", and "a/_manifests" before "a/b": pages that
+        # stop the walk early must still come out in catalog order, whatever their size.
+        names = ["a", "a/0b", "a/0b/1", "a/b", "a1", "b/2", "c"]
+        expected = sorted(names, key=lambda name: name.split("/"))
+        filesystem = FilesystemDriver(self.mktemp())
+        self.addCleanup(filesystem.stop)
+        for registry in (self.registry, Registry(filesystem)):
+            for name in names:
+                await pushImage(registry.repository(name), "latest")
+            self.assertEqual(await registry.catalog(), (expected, False))
+            for n in (1, 2, 3, len(names) - 1, len(names)):
+                listed: list[str] = []
+                last = None
+                more = True
+                while more:
+                    page, more = await registry.catalog(n=n, last=last)
+                    listed += page
+                    last = page[-1] if page else None
+                self.assertEqual(listed, expected, f"pages of {n} from {registry.driver.name}")
 
     async def test_empty_catalog(self) -> None:
         self.assertEqual(await self.registry.catalog(), ([], False))
