@@ -73,6 +73,25 @@ DESCRIPTOR_CACHE = Counter(
     ["cache", "result"],
 )
 
+# The pull-through cache (registryd.proxy).
+
+PROXY_REQUESTS = Counter(
+    "registryd_proxy_requests",
+    "Pull-through cache lookups, by kind (blob, manifest) and result (hit: from storage; miss: fetched"
+    " upstream; revalidated: an expired tag the upstream confirmed; stale: served cached, upstream failing).",
+    ["kind", "result"],
+)
+PROXY_UPSTREAM_BYTES = Counter(
+    "registryd_proxy_upstream_bytes",
+    "Blob bytes received from an upstream registry, by its URL.",
+    ["upstream"],
+)
+PROXY_UPSTREAM_ERRORS = Counter(
+    "registryd_proxy_upstream_errors",
+    "Upstream requests and transfers that failed (unreachable, 5xx, broken transfer), by upstream URL.",
+    ["upstream"],
+)
+
 # Maintenance (registryd.service.UploadPurger).
 
 UPLOADS_PURGED = Counter(
@@ -236,6 +255,9 @@ __all__ = [
     "DOWNLOADS",
     "HEALTH",
     "NOTIFICATIONS",
+    "PROXY_REQUESTS",
+    "PROXY_UPSTREAM_BYTES",
+    "PROXY_UPSTREAM_ERRORS",
     "REQUESTS",
     "REQUEST_BYTES",
     "REQUEST_DURATION",

@@ -13,8 +13,9 @@ locally (C{*} matches across C{/}).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from registryd.config import parsers
@@ -22,10 +23,32 @@ from registryd.config.errors import ConfigError
 from registryd.registry.errors import NameInvalid
 from registryd.registry.names import checkName
 
+
+class _Prefixed(Protocol):
+    prefix: str
+
+
+P = TypeVar("P", bound=_Prefixed)
+
 KEY = ["proxy"]
 DEFAULT_TTL = 168 * 3600.0
 _KEYS = ("remoteurl", "username", "password", "ttl", "exec", "upstreams", "localrepositories")
 _UPSTREAM_KEYS = ("prefix", "remoteurl", "username", "password", "ttl", "cacertificates")
+
+
+def longestPrefix(candidates: Sequence[P], name: str) -> P | None:
+    """The candidate with the longest C{prefix} of name that still leaves a name, or None."""
+    best = None
+    for candidate in candidates:
+        if name.startswith(candidate.prefix) and len(name) > len(candidate.prefix):
+            if best is None or len(candidate.prefix) > len(best.prefix):
+                best = candidate
+    return best
+
+
+def matchesAny(patterns: Iterable[str], name: str) -> bool:
+    """True when name matches one of the glob patterns (C{*} matching across C{/})."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)
@@ -60,14 +83,11 @@ class ProxyConfig:
 
     def isLocal(self, name: str) -> bool:
         """True when pushes to name are allowed and it is never proxied."""
-        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.localRepositories)
+        return matchesAny(self.localRepositories, name)
 
     def upstreamFor(self, name: str) -> UpstreamConfig | None:
         """The upstream serving name (the longest prefix that leaves a name), or None."""
-        for upstream in self.upstreams:
-            if name.startswith(upstream.prefix) and len(name) > len(upstream.prefix):
-                return upstream
-        return None
+        return longestPrefix(self.upstreams, name)
 
 
 def _url(value: object, keyPath: parsers.KeyPath) -> str:
