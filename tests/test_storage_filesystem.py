@@ -172,6 +172,20 @@ class FilesystemEscapeTests(TestCase):
         await self.assertRefused(self.driver.list("/escape"))
         await self.assertRefused(self.driver.walk("/escape", lambda info: None))
 
+    async def test_readsThroughLinksOutsideRefusedWithoutProc(self) -> None:
+        """Where /proc cannot say where an open file is, the path is resolved instead."""
+
+        self.patch(filesystem, "_whereIs", lambda fd: None)
+        await self.test_readsThroughLinksOutsideRefused()
+        await self.driver.putContent("/inside", b"x")
+        self.assertEqual(await self.driver.getContent("/inside"), b"x")
+        self.assertEqual((await self.driver.stat("/inside")).size, 1)
+
+    async def test_missingPathThroughLinkOutsideRefused(self) -> None:
+        await self.assertRefused(self.driver.getContent("/escape/missing"))
+        await self.assertRefused(self.driver.stat("/escape/missing"))
+        await self.assertRefused(self.driver.reader("/escape/missing"))
+
     async def test_writesThroughLinksOutsideRefused(self) -> None:
         await self.assertRefused(self.driver.putContent("/escape/new", b"x"))
         await self.assertRefused(self.driver.writer("/escape/new"))

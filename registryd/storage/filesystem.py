@@ -177,6 +177,31 @@ class FilesystemDriver:
         if not self._inside(os.path.realpath(full)):
             raise InvalidPath(self.name, path, "leads outside the root directory")
 
+    def _open(self, path: str, full: str, flags: int) -> int:
+        """
+        Open a file, refusing one that links lead outside the root (call in a thread).
+
+        The check asks the kernel where the open file is (/proc/self/fd) rather than resolving
+        every component of the path: one call instead of one per component, and nothing can
+        change between the check and the open. Without /proc, or when the open fails, the
+        path is resolved as before, so a refusal still comes before "not found".
+        """
+        try:
+            fd = os.open(full, flags)
+        except OSError:
+            self._resolve(path, full)
+            raise
+        try:
+            real = _whereIs(fd)
+            if real is None:
+                self._resolve(path, full)
+            elif not self._inside(real):
+                raise InvalidPath(self.name, path, "leads outside the root directory")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def _resolveParent(self, path: str, full: str) -> None:
         """Refuse a path whose directory links lead outside the root (the entry itself is not followed)."""
         if not self._inside(os.path.realpath(os.path.dirname(full))):
@@ -199,9 +224,8 @@ class FilesystemDriver:
 
     def getContent(self, path: str) -> Deferred:
         def read(full: str) -> bytes:
-            self._resolve(path, full)
             try:
-                with open(full, "rb") as f:
+                with open(self._open(path, full, os.O_RDONLY), "rb") as f:
                     return f.read()
             except IsADirectoryError:
                 raise PathNotFound(self.name, path) from None
@@ -233,8 +257,7 @@ class FilesystemDriver:
         def open_(full: str) -> _FileReader:
             if not isinstance(offset, int) or offset < 0:
                 raise InvalidOffset(self.name, path, f"offset {offset!r}")
-            self._resolve(path, full)
-            f = open(full, "rb", buffering=0)
+            f = open(self._open(path, full, os.O_RDONLY), "rb", buffering=0)
             try:
                 info = os.fstat(f.fileno())
                 if statmodule.S_ISDIR(info.st_mode):
@@ -273,14 +296,16 @@ class FilesystemDriver:
 
     def stat(self, path: str) -> Deferred:
         def stat_(full: str) -> FileInfo:
-            self._resolve(path, full)
             try:
-                info = os.stat(full)
+                fd = self._open(path, full, os.O_PATH)
             except FileNotFoundError:
                 if path == "/":
                     return FileInfo(path, 0, time.time(), True)
                 raise
-            return _fileInfo(path, info)
+            try:
+                return _fileInfo(path, os.fstat(fd))
+            finally:
+                os.close(fd)
 
         return self._inThread(path, stat_)
 
@@ -426,6 +451,14 @@ def _descendable(entries: list[tuple[FileInfo, bool]], start: int) -> list[str]:
             if len(paths) == _WALK_BATCH_DIRECTORIES:
                 break
     return paths
+
+
+def _whereIs(fd: int) -> str | None:
+    """The resolved path of an open file as the kernel knows it, or None without /proc."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
 
 
 def _within(realPath: str, realRoot: str) -> bool:
