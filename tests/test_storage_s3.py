@@ -138,6 +138,11 @@ class S3ParameterTests(TestCase):
         self.assertTrue(headers["Authorization"].startswith("AWS a:"), headers)
         self.assertIn("Signature=", driver.client.presign("k"))
 
+    def test_sub_resources_without_value_are_bare_in_urls(self) -> None:
+        """SigV2 signs ?uploads as written: radosgw refuses a signature over uploads= (radosgw suite)."""
+        url = self.driver().client.url("k", {"uploads": "", "prefix": "a b", "delete": None})
+        self.assertEqual(url, "https://my-bucket.s3.us-east-1.amazonaws.com/k?delete&prefix=a%20b&uploads")
+
     def test_part_size_grows_past_ten_thousand_chunks(self) -> None:
         chunk = 5 * MiB
         self.assertEqual(partSize(chunk, 1), chunk)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import treq
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from registryd.storage.s3 import createDriver
 from registryd.storage.s3.client import S3Error
+from registryd.storage.s3.config import MiB
+from registryd.testing.driversuite import StorageDriverTestsMixin
 from tests.support.radosgw import Radosgw, sharedRadosgw
 from tests.support.s3 import parameters
 from tests.support.s3cases import (
@@ -65,3 +68,17 @@ class RadosgwSignatureTests(RadosgwMixin, S3ServerMixin, TestCase):
         with self.assertRaises(S3Error) as caught:
             await wrong.putContent("/blob/data", b"bytes")
         self.assertEqual(caught.exception.status, 403)
+
+
+class RadosgwSignatureV2SuiteTests(RadosgwMixin, S3ServerMixin, StorageDriverTestsMixin, TestCase):
+    """The shared driver suite signed with AWS signature version 2 (v4auth: false), which radosgw checks."""
+
+    def makeDriver(self) -> Deferred:
+        return Deferred.fromCoroutine(self.s3Driver(chunksize=5 * MiB, v4auth=False))
+
+
+class RadosgwZonegroupRegionSuiteTests(RadosgwMixin, S3ServerMixin, StorageDriverTestsMixin, TestCase):
+    """The shared driver suite with region set to radosgw's zonegroup name, as Ceph users configure it."""
+
+    def makeDriver(self) -> Deferred:
+        return Deferred.fromCoroutine(self.s3Driver(chunksize=5 * MiB, region="default"))

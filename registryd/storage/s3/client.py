@@ -99,11 +99,19 @@ def headerMap(response: Any) -> dict[str, str]:
 
 
 def encodeQuery(query: Mapping[str, str | int | None]) -> str:
-    """A query string S3 and the signer agree on: sorted, every value percent-encoded."""
+    """
+    A query string S3 and the signer agree on: sorted, every value percent-encoded, and a key
+    without a value bare (C{?uploads}, C{?delete}): signature version 2 signs sub-resources as
+    written, and radosgw refuses C{uploads=} signed for C{uploads}.
+    """
     pairs = []
     for key in sorted(query):
         value = query[key]
-        pairs.append(f"{quote(key, safe='-_.~')}={quote('' if value is None else str(value), safe='-_.~')}")
+        name = quote(key, safe="-_.~")
+        if value is None or value == "":
+            pairs.append(name)
+        else:
+            pairs.append(f"{name}={quote(str(value), safe='-_.~')}")
     return "&".join(pairs)
 
 
