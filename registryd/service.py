@@ -348,7 +348,14 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
         accessController=accessControllerFor(config.auth, reactor),
         events=events,
     )
-    api = RegistryAPI(registry, settings)
+    served: Any = registry
+    if config.proxy is not None:
+        from registryd.proxy.service import pullThroughCache
+
+        served = pullThroughCache(config.proxy, registry, reactor)
+        # Lets go of the upstreams' pooled connections on stop, as of the descriptor cache's.
+        _CacheCloser(served).setServiceParent(top)
+    api = RegistryAPI(served, settings)
     resource: IResource = api.resource()
     if config.http.prefix:
         resource = PrefixResource(config.http.prefix, resource)

@@ -161,3 +161,41 @@ class ProxyErrorTests(ConfigTestCase):
     def test_bad_value_from_environment_names_the_variable(self) -> None:
         error = self.assertKeyError(MINIMAL, ("proxy", "remoteurl"), {"REGISTRY_PROXY_REMOTEURL": "nowhere"})
         self.assertIn("REGISTRY_PROXY_REMOTEURL", str(error))
+
+
+class WiringTests(ConfigTestCase):
+    """The proxy section builds the cache; what only shows then still names its key."""
+
+    def test_unreadable_ca_certificates_name_the_key(self) -> None:
+        from twisted.internet import reactor
+
+        from registryd.config.errors import ConfigError
+        from registryd.proxy.service import pullThroughCache
+        from registryd.registry.core import Registry
+        from registryd.storage.inmemory import InMemoryDriver
+
+        config = self.loadText(
+            self.withSection(
+                "proxy:\n  upstreams:\n    - {prefix: a/, remoteurl: https://a}\n"
+                "    - {prefix: b/, remoteurl: https://b, cacertificates: /nonexistent.pem}\n"
+            )
+        )
+        error = self.assertRaises(
+            ConfigError, pullThroughCache, config.proxy, Registry(InMemoryDriver()), reactor
+        )
+        self.assertEqual(error.keyPath, ("proxy", "upstreams", "1", "cacertificates"))
+
+    def test_routes_follow_the_configuration(self) -> None:
+        from twisted.internet import reactor
+
+        from registryd.proxy.service import pullThroughCache
+        from registryd.registry.core import Registry
+        from registryd.storage.inmemory import InMemoryDriver
+
+        text = UpstreamsTests.TEXT.replace("cacertificates: /etc/ssl/library.pem", "username: lib")
+        config = self.loadText(self.withSection(text))
+        cache = pullThroughCache(config.proxy, Registry(InMemoryDriver()), reactor)
+        self.addCleanup(cache.close)
+        self.assertEqual(cache.routeFor("docker.io/library/alpine").upstream.url, "https://library.example")
+        self.assertEqual(cache.routeFor("docker.io/library/alpine").ttl, 0.0)
+        self.assertTrue(cache.isLocal("team/app"))

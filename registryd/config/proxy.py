@@ -76,7 +76,7 @@ class UpstreamConfig:
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """The upstreams (longest prefix first) and the repositories kept local."""
+    """The upstreams (in the file's order) and the repositories kept local."""
 
     upstreams: tuple[UpstreamConfig, ...]
     localRepositories: tuple[str, ...] = ()
@@ -205,7 +205,6 @@ def parseProxy(value: object) -> ProxyConfig | None:
         if any(other.prefix == prefix for other in upstreams):
             raise ConfigError(f"prefix {prefix!r} is given twice", [*keyPath, "prefix"])
         upstreams.append(_upstream(values, keyPath, prefix, ttl))
-    upstreams.sort(key=lambda upstream: len(upstream.prefix), reverse=True)
     return ProxyConfig(tuple(upstreams), local)
 
 
