@@ -155,3 +155,5 @@ class S3ParameterTests(TestCase):
 
 class S3MultipartTests(MotoMixin, S3MultipartTestsMixin, TestCase):
     """Behaviour beyond the shared suite, against moto."""
+
+    serverPagesUploads = False

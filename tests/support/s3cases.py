@@ -72,6 +72,8 @@ class S3MultipartTestsMixin(S3ServerMixin):
     """What the s3 driver does beyond the shared suite: multipart writes and copies, presigned URLs."""
 
     timeout = 300
+    #: Whether the server honours max-uploads (moto answers every upload at once).
+    serverPagesUploads = True
 
     async def test_multipart_write_resumed_across_writers(self) -> None:
         """Parts go out as they fill; a close mid-part and several resumes keep every byte."""
@@ -119,6 +121,42 @@ class S3MultipartTestsMixin(S3ServerMixin):
         self.assertEqual([p.size for p in parts], [10, 10, 10])
         self.assertEqual(len(pages), 3, pages)
         await driver.abortMultipartUpload("paged", uploadID, "/paged")
+
+    async def test_listings_page(self) -> None:
+        """ListObjectsV2 and ListMultipartUploads are followed page by page (two keys, one upload a page)."""
+        driver = await self.s3Driver()
+        names = [f"/dir/{name}" for name in ("a", "b", "c/d", "c/e", "f")]
+        for name in names:
+            await driver.putContent(name, name.encode())
+        for number in range(3):
+            writer = await driver.writer(f"/dir/upload{number}")
+            await writer.write(b"partial")
+            await writer.close()
+        original = driver.client.send
+        pages: list[str] = []
+
+        async def pagedSend(method: str, key: Any, query: Any = None, **kwargs: Any) -> Any:
+            if method == "GET" and key is None and query and "list-type" in query:
+                query = dict(query, **{"max-keys": 2})
+                pages.append("objects")
+            elif method == "GET" and key is None and query and "uploads" in query:
+                query = dict(query, **{"max-uploads": 1})
+                pages.append("uploads")
+            return await original(method, key, query, **kwargs)
+
+        driver.client.send = pagedSend
+        self.assertEqual(await driver.list("/dir"), ["/dir/a", "/dir/b", "/dir/c", "/dir/f"])
+        uploads = await driver.multipartUploads("dir/")
+        self.assertEqual(sorted(u[0] for u in uploads), ["dir/upload0", "dir/upload1", "dir/upload2"])
+        visited: list[str] = []
+        await driver.walk("/dir", lambda info: visited.append(info.path))
+        self.assertEqual(visited, ["/dir/a", "/dir/b", "/dir/c", "/dir/c/d", "/dir/c/e", "/dir/f"])
+        self.assertGreaterEqual(pages.count("objects"), 2 + 3)
+        if self.serverPagesUploads:
+            self.assertGreaterEqual(pages.count("uploads"), 3)
+        await driver.delete("/dir")
+        self.assertEqual(await driver.multipartUploads("dir/"), [])
+        self.assertEqual(await driver.list("/"), [])
 
     async def test_move_large_object_uses_multipart_copy(self) -> None:
         driver = await self.s3Driver(
