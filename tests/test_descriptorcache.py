@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
@@ -13,7 +15,7 @@ from registryd.config.errors import ConfigError
 from registryd.config.loader import parseDocument
 from registryd.config.redis import parseRedis
 from registryd.gc import GarbageCollector
-from registryd.registry import uploads
+from registryd.registry import layout, uploads
 from registryd.registry.core import Registry
 from registryd.registry.descriptorcache import (
     InMemoryDescriptorCache,
@@ -40,17 +42,35 @@ class CountingDriver:
     def __init__(self, driver: Any) -> None:
         self._driver = driver
         self.calls: Counter[str] = Counter()
+        self._before: dict[tuple[str, Any], Callable[[], Any]] = {}
+        self._after: dict[tuple[str, Any], Callable[[], Any]] = {}
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._driver, name)
         if not callable(method):
             return method
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1
-            return method(*args, **kwargs)
+            key = (name, args[0] if args else None)
+            hook = self._before.pop(key, None)
+            if hook is not None:
+                await hook()
+            result = await method(*args, **kwargs)
+            hook = self._after.pop(key, None)
+            if hook is not None:
+                await hook()
+            return result
 
-        return counted
+        return lambda *args, **kwargs: Deferred.fromCoroutine(counted(*args, **kwargs))
+
+    def before(self, name: str, path: str, hook: Callable[[], Any]) -> None:
+        """Run C{hook} once, just before the next C{name} call on C{path} (a racing request)."""
+        self._before[(name, path)] = hook
+
+    def after(self, name: str, path: str, hook: Callable[[], Any]) -> None:
+        """Run C{hook} once, just after the next C{name} call on C{path} answered."""
+        self._after[(name, path)] = hook
 
 
 def config(**redis: Any) -> dict[str, Any]:
@@ -243,6 +263,37 @@ class DescriptorCacheTestsMixin:
         registry.driver.calls.clear()
         await repository.blobs.stat(digest)
         self.assertGreater(registry.driver.calls["stat"], 0)
+
+
+    async def test_stat_racing_an_unlink_leaves_no_entry(self) -> None:
+        # The unlink (and its forgetLink) lands between the stat's look at storage and its
+        # remember: the stat must not leave an entry behind that outlives the link.
+        registry = await self.registry()
+        repository = registry.repository("library/app")
+        digest = await pushBlob(repository, LAYER)
+        registry.driver.before("stat", layout.blobDataPath(digest), lambda: repository.blobs.delete(digest))
+        try:
+            await repository.blobs.stat(digest)
+        except BlobUnknown:
+            pass
+        with self.assertRaises(BlobUnknown):
+            await repository.blobs.stat(digest)
+
+    async def test_stat_racing_a_collection_leaves_no_descriptor(self) -> None:
+        registry = await self.registry()
+        repository = registry.repository("library/app")
+        digest = await pushBlob(repository, LAYER)
+        dataPath = layout.blobDataPath(digest)
+
+        async def collect() -> None:
+            # After the stat's own look at the data: the data goes, its descriptor is forgotten.
+            await registry.driver.delete(dataPath)
+            await registry.descriptorCache.forget(digest)
+
+        registry.driver.after("stat", dataPath, collect)
+        with self.assertRaises(BlobUnknown):
+            await repository.blobs.stat(digest)
+        self.assertIsNone(await registry.descriptorCache.stat("library/app", digest))
 
 
 class InMemoryDescriptorCacheTests(DescriptorCacheTestsMixin, TestCase):

@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from registryd.registry import layout, uploads
+from registryd.registry.descriptorcache import NoDescriptorCache
 from registryd.registry.descriptors import Descriptor
 from registryd.registry.errors import BlobUnknown, NameInvalid, RangeInvalid
 from registryd.registry.interfaces import IBlobs, IDescriptor
@@ -61,8 +62,23 @@ class Blobs:
             if size is not None:
                 descriptor = Descriptor(digest, size, None)
                 await cache.remember(self._name, digest, descriptor)
-                return descriptor
+                if isinstance(cache, NoDescriptorCache) or await self._stillStored(digest):
+                    return descriptor
         raise BlobUnknown(detail={"digest": digest})
+
+    async def _stillStored(self, digest: str) -> bool:
+        """
+        Look again after remembering: an unlink or a collection that finished between the
+        first look and the remember has already forgotten its entry, so ours would outlive the
+        blob. Found gone, the entry is dropped; later deletes forget it themselves.
+        """
+        if not await isLinked(self._registry, self._name, digest):
+            await self._registry.descriptorCache.forgetLink(self._name, digest)
+            return False
+        if await storedSize(self._registry, digest) is None:
+            await self._registry.descriptorCache.forget(digest)
+            return False
+        return True
 
     def open(self, digest: str, offset: int = 0, descriptor: IDescriptor | None = None) -> Deferred:
         """
