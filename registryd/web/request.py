@@ -30,13 +30,14 @@ from zope.interface import implementer
 from registryd.registry.interfaces import IBodyStream
 
 # Above this much unread body the socket is paused; it resumes below the low mark.
-HIGH_WATER = 8 << 20
-LOW_WATER = 2 << 20
+HIGH_WATER = 4 << 20
+LOW_WATER = 1 << 20
 # How much the socket may hand over per recv on a streaming request (twisted's default is 64 KiB):
 # fewer, larger reads mean fewer Python calls per GiB.
 RECEIVE_BUFFER = 1 << 20
-# One read() returns at most this much, joined from what arrived.
-READ_CHUNK = 4 << 20
+# One read() returns at most this much, joined from what arrived. No more than a receive: a
+# full read is then handed on as it came, and joining (copying) only happens for short reads.
+READ_CHUNK = 1 << 20
 
 
 @implementer(IBodyStream)
