@@ -162,6 +162,32 @@ class StreamingRequestTests(unittest.TestCase):
         yield client.waitFor(b"%d %s" % (len(body), hashlib.sha256(body).hexdigest().encode()))
 
     @defer.inlineCallbacks
+    def test_chunked_body_goes_through_our_decoder(self):
+        """twisted.web's chunked decoder is swapped for registryd.web.chunked's, which copies nothing."""
+        used = []
+
+        class Recording(requestModule.ChunkedBodyDecoder):
+            def dataReceived(self, data: bytes) -> None:
+                used.append(len(data))
+                super().dataReceived(data)
+
+        self.patch(requestModule, "ChunkedBodyDecoder", Recording)
+        client = yield defer.ensureDeferred(self._connect())
+        body = b"w" * 300000
+        client.transport.write(b"PUT /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        client.transport.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        yield client.waitFor(b"%d %s" % (len(body), hashlib.sha256(body).hexdigest().encode()))
+        self.assertGreater(sum(used), len(body))
+
+    @defer.inlineCallbacks
+    def test_malformed_chunked_body_answers_400(self):
+        client = yield defer.ensureDeferred(self._connect())
+        client.transport.write(b"PUT /x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+        client.transport.write(b"5\r\nabcdeXX0\r\n\r\n")
+        yield client.lost
+        self.assertIn(b"400", client.received.split(b"\r\n", 1)[0])
+
+    @defer.inlineCallbacks
     def test_early_answer_keeps_connection_in_step(self):
         """A route answering before reading the body: the rest is dropped and the next request works."""
         client = yield defer.ensureDeferred(self._connect())

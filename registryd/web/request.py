@@ -24,10 +24,12 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http import _ChunkedTransferDecoder
 from twisted.web.server import Request
 from zope.interface import implementer
 
 from registryd.registry.interfaces import IBodyStream
+from registryd.web.chunked import ChunkedBodyDecoder
 
 # Above this much unread body the socket is paused; it resumes below the low mark.
 HIGH_WATER = 4 << 20
@@ -127,7 +129,7 @@ class StreamingBody:
         if not self._chunks:
             return b""
         if len(self._chunks) == 1 or len(self._chunks[0]) >= READ_CHUNK:
-            data = self._chunks.popleft()
+            data = bytes(self._chunks.popleft())  # a slice of a receive (chunked bodies) becomes bytes
         else:
             parts = []
             size = 0
@@ -192,6 +194,10 @@ class RegistryRequest(Request):
         transport = getattr(channel, "transport", None)
         if transport is not None and hasattr(transport, "bufferSize"):
             transport.bufferSize = max(transport.bufferSize, RECEIVE_BUFFER)
+        decoder = getattr(channel, "_transferDecoder", None)
+        if type(decoder) is _ChunkedTransferDecoder:
+            # Chunk data handed on as slices of what arrived, not copied twice (registryd.web.chunked).
+            channel._transferDecoder = ChunkedBodyDecoder(decoder.dataCallback, decoder.finishCallback)
         self.content = StreamingBody(transport)
         self._earlyDispatch = True
         command, path, version = channel._command, channel._path, channel._version
