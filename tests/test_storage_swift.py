@@ -12,7 +12,15 @@ from twisted.web.client import HTTPConnectionPool
 from registryd.config.errors import ConfigError
 from registryd.storage.interfaces import PathNotFound
 from registryd.storage.swift import SwiftDriver, createDriver
-from registryd.storage.swift.auth import Credentials, v2Body, v2Endpoint, v3Body, v3Endpoint
+from registryd.storage.swift.auth import (
+    AuthError,
+    Credentials,
+    tokenExpiry,
+    v2Body,
+    v2Endpoint,
+    v3Body,
+    v3Endpoint,
+)
 from registryd.testing.driversuite import MiB, StorageDriverTestsMixin
 from tests.support.swift import PASSWORD, USERNAME, sharedSwift
 
@@ -244,3 +252,19 @@ class KeystoneTests(TestCase):
             }
         }
         self.assertEqual(v3Endpoint(c, "tok", answer), ("tok", "http://public", "pid"))
+
+    def test_token_expiry(self) -> None:
+        """v3's token.expires_at and v2's access.token.expires, as POSIX time; None when absent or odd."""
+        self.assertEqual(tokenExpiry({"token": {"expires_at": "2030-01-01T00:00:00.000000Z"}}), 1893456000.0)
+        self.assertEqual(
+            tokenExpiry({"access": {"token": {"expires": "2030-01-01T00:00:00Z"}}}), 1893456000.0
+        )
+        self.assertIsNone(tokenExpiry({"token": {}}))
+        self.assertIsNone(tokenExpiry({"token": {"expires_at": "soon"}}))
+
+    def test_v3_unscoped_token(self) -> None:
+        """A token without project or catalog is refused with advice, not as a missing endpoint."""
+        c = Credentials("http://h/v3", 3, "u", "p")
+        with self.assertRaises(AuthError) as caught:
+            v3Endpoint(c, "tok", {"token": {"user": {"id": "u"}}})
+        self.assertIn("scoped to no project", str(caught.exception))

@@ -3,7 +3,9 @@ An OpenStack Swift all-in-one (tempauth) started on loopback for the swift drive
 
 Debian's swift packages provide the servers; this builds rings and configurations in a temporary
 directory, starts memcached and the account, container, object and proxy servers on free ports,
-waits for C{/healthcheck}, and stops them by process id. C{.ci/run} installs the packages.
+waits for C{/healthcheck}, and stops them by process id. Further proxies with other auth filters
+(Keystone's, see C{tests/support/keystone.py}) share the cluster through L{SwiftAllInOne.startProxy}.
+C{.ci/run} installs the packages.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 from tests.support.processes import freePort
-from tests.support.servers import sharedServer, systemPythonEnvironment
+from tests.support.servers import sharedServer, spawn, stopProcess, systemPythonEnvironment
 from tests.support.tools import requireTool
 
 #: The tempauth account, user and key the proxy is configured with (auth v1).
@@ -25,6 +27,8 @@ USERNAME = "test:tester"
 PASSWORD = "testing"
 _PACKAGES = "swift swift-proxy swift-account swift-container swift-object memcached"
 _SERVERS = ("account", "container", "object")
+#: The proxy's tempauth filter, knowing the one user above.
+TEMPAUTH_SECTION = "[filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = testing .admin\n"
 
 
 class SwiftAllInOne:
@@ -84,14 +88,24 @@ class SwiftAllInOne:
                 "[filter:healthcheck]\nuse = egg:swift#healthcheck\n"
             )
             (self.directory / f"{name}-server.conf").write_text(common)
-        memcached = f"127.0.0.1:{self.ports['memcached']}"
         (self.directory / "proxy-server.conf").write_text(
-            f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {self.ports['proxy']}\nworkers = 0\nuser = {user}\n"
+            self.proxyConfig(self.ports["proxy"], "tempauth", TEMPAUTH_SECTION)
+        )
+
+    def proxyConfig(self, port: int, auth: str, authSections: str) -> str:
+        """
+        A proxy server configuration on C{port} in front of this cluster's rings: the pipeline with
+        C{auth} (filter names) where authentication goes, and C{authSections} defining those filters.
+        """
+        user = getpass.getuser()
+        memcached = f"127.0.0.1:{self.ports['memcached']}"
+        return (
+            f"[DEFAULT]\nbind_ip = 127.0.0.1\nbind_port = {port}\nworkers = 0\nuser = {user}\n"
             f"swift_dir = {self.directory}\nlog_level = WARNING\n\n"
             "[pipeline:main]\npipeline = catch_errors gatekeeper healthcheck proxy-logging cache "
-            "listing_formats bulk tempurl tempauth copy slo dlo proxy-logging proxy-server\n\n"
+            f"listing_formats bulk tempurl {auth} copy slo dlo proxy-logging proxy-server\n\n"
             "[app:proxy-server]\nuse = egg:swift#proxy\naccount_autocreate = true\n\n"
-            "[filter:tempauth]\nuse = egg:swift#tempauth\nuser_test_tester = testing .admin\n\n"
+            f"{authSections}\n"
             f"[filter:cache]\nuse = egg:swift#memcache\nmemcache_servers = {memcached}\n\n"
             "[filter:slo]\nuse = egg:swift#slo\nrate_limit_segments_per_sec = 0\n\n"
             "[filter:dlo]\nuse = egg:swift#dlo\nrate_limit_segments_per_sec = 0\n\n"
@@ -107,16 +121,9 @@ class SwiftAllInOne:
 
     def _spawn(self, name: str, command: list[str]) -> None:
         """Start one process in its own session, its output in NAME.log."""
-        with open(self.directory / f"{name}.log", "ab") as log:
-            self.processes[name] = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.directory,
-                env=systemPythonEnvironment(),
-                start_new_session=True,
-            )
+        self.processes[name] = spawn(
+            command, self.directory / f"{name}.log", cwd=self.directory, env=systemPythonEnvironment()
+        )
 
     def start(self, timeout: float = 60.0) -> None:
         """Configure, start everything, and wait until the proxy and each server answer /healthcheck."""
@@ -131,8 +138,25 @@ class SwiftAllInOne:
         for name in (*_SERVERS, "proxy"):
             program = requireTool(f"swift-{name}-server", _PACKAGES)
             self._spawn(name, [program, str(self.directory / f"{name}-server.conf")])
+        self._waitHealthy([*_SERVERS, "proxy"], timeout)
+
+    def startProxy(self, name: str, auth: str, authSections: str, port: int, timeout: float = 60.0) -> None:
+        """Start another proxy server (see L{proxyConfig}) named C{name} on C{port}, sharing this cluster."""
+        self.ports[name] = port
+        (self.directory / f"{name}-server.conf").write_text(self.proxyConfig(port, auth, authSections))
+        program = requireTool("swift-proxy-server", _PACKAGES)
+        self._spawn(name, [program, str(self.directory / f"{name}-server.conf")])
+        self._waitHealthy([name], timeout)
+
+    def stopServer(self, name: str) -> None:
+        """Stop one of the processes started here (an extra proxy)."""
+        process = self.processes.pop(name, None)
+        if process is not None:
+            stopProcess(process, 10, group=True)
+
+    def _waitHealthy(self, pending: list[str], timeout: float) -> None:
+        """Wait until each named server answers /healthcheck; stop everything if one exits or is too slow."""
         deadline = time.monotonic() + timeout
-        pending = [*_SERVERS, "proxy"]
         while pending:
             for name, process in self.processes.items():
                 if process.poll() is not None:
@@ -158,17 +182,13 @@ class SwiftAllInOne:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         for process in self.processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            stopProcess(process, 10, group=True)
         self.processes = {}
 
     def logTail(self) -> str:
         """The ends of the servers' logs."""
         tails = []
-        for name in ("memcached", *_SERVERS, "proxy"):
+        for name in self.processes:
             try:
                 tails.append(
                     f"--- {name}\n" + (self.directory / f"{name}.log").read_text(errors="replace")[-1500:]
@@ -191,4 +211,3 @@ def sharedSwift() -> SwiftAllInOne:
         _startedSwift,
         lambda s: bool(s.processes) and all(p.poll() is None for p in s.processes.values()),
     )
-

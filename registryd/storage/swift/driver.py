@@ -49,6 +49,8 @@ from registryd.storage.swift.streams import SegmentWriter
 NAME = "swift"
 DEFAULT_CHUNK_SIZE = 5 << 20
 _TEMP_URL_LIFETIME = 20 * 60
+#: A token this close to its expiry (seconds) is renewed before use rather than sent to be refused.
+_TOKEN_RENEWAL_MARGIN = 60
 _SAFE = "/-_.~"
 
 
@@ -110,6 +112,8 @@ class SwiftDriver(ObjectStoreDriver):
         self._token = ""
         self.storageURL = ""
         self._tenantID = ""
+        #: When the token expires (POSIX time), if the auth service said.
+        self.tokenExpires: float | None = None
         self._ready: Deferred | None = None
 
     # -- names ---------------------------------------------------------------------------
@@ -138,8 +142,9 @@ class SwiftDriver(ObjectStoreDriver):
 
     async def _login(self) -> None:
         """Authenticate, create the container, and set the temp URL key when one is configured."""
-        self._token, self.storageURL, self._tenantID = await authenticate(self._client, self.credentials)
-        self.storageURL = self.storageURL.rstrip("/")
+        login = await authenticate(self._client, self.credentials)
+        self._token, self._tenantID, self.tokenExpires = login.token, login.tenantID, login.expires
+        self.storageURL = login.storageURL.rstrip("/")
         response = await self._send("PUT", self._containerURL(), {})
         await treq.content(response)
         if response.code not in (201, 202, 204):
@@ -155,7 +160,14 @@ class SwiftDriver(ObjectStoreDriver):
                 raise _SwiftError("POST temp URL key", response.code, b"")
 
     async def _ensureReady(self) -> None:
-        """Log in once (again after a failure)."""
+        """Log in once (again after a failure, or when the token expires within a minute)."""
+        if (
+            self._ready is not None
+            and self._ready.called
+            and self.tokenExpires is not None
+            and self._reactor.seconds() > self.tokenExpires - _TOKEN_RENEWAL_MARGIN
+        ):
+            self._ready = None
         if self._ready is None:
             self._ready = Deferred.fromCoroutine(self._login())
 
@@ -200,11 +212,15 @@ class SwiftDriver(ObjectStoreDriver):
             url = self._containerURL() if name is None else self._objectURL(name)
             if query:
                 url += "?" + urlencode(query, quote_via=quote, safe="")
+            sent = self._token
             response = await self._send(method, url, dict(headers or {}), body)
             if response.code != 401 or attempt == 2:
                 return response
             await treq.content(response)
-            self._ready = None
+            # Requests refused together share one new login: only the first to see the refused
+            # token still in use starts it; the others wait for it or already have a new token.
+            if self._token == sent and self._ready is not None and self._ready.called:
+                self._ready = None
             await self._ensureReady()
         raise AssertionError("unreachable")
 
