@@ -172,6 +172,19 @@ class UploadTests(TestCase):
         await resumed.write(ListBody([b"end"]), start=18)
         await resumed.commit(sha256(b"part one part two end"))
 
+    async def test_disconnect_keeps_the_running_hash(self) -> None:
+        """The hashing catches up with what was written before the error goes out: no rehash on resume."""
+        upload = await self.repository.blobs.createUpload()
+        big = b"b" * uploads.THREAD_HASH_MINIMUM
+        await self.assertFailure(upload.write(ListBody([big, big], failure=ConnectionLost())), ConnectionLost)
+        self.assertEqual(uploads._states[upload.uuid].running.offset, 2 * len(big))
+        rehashed = []
+        self.patch(uploads.Upload, "_rehash", lambda *arguments: rehashed.append(arguments))
+        resumed = await self.repository.blobs.resumeUpload(upload.uuid)
+        await resumed.write(ListBody([b"end"]), start=2 * len(big))
+        await resumed.commit(sha256(big + big + b"end"))
+        self.assertEqual(rehashed, [])
+
     async def test_failing_driver_write_drops_the_hasher(self) -> None:
         upload = await self.repository.blobs.createUpload()
         original = self.driver.writer
@@ -376,3 +389,59 @@ class BlobTests(TestCase):
         self.driver.redirectURL = redirectURL
         self.assertEqual(await self.repository.blobs.redirectURL("GET", digest), "https://cdn.example/blob")
         self.assertEqual(asked, [("GET", layout.blobDataPath(digest))])
+
+
+class HashBehindTests(TestCase):
+    """The hashing that follows an upload's chunks in a thread: in order, bounded, and waited for."""
+
+    def setUp(self) -> None:
+        self.calls: list[tuple[Deferred, bytes]] = []
+
+        def deferToThread(function: object, chunk: bytes) -> Deferred:
+            d: Deferred = Deferred()
+            d.addCallback(lambda _: function(chunk))
+            self.calls.append((d, chunk))
+            return d
+
+        self.patch(uploads, "deferToThread", deferToThread)
+        self.hasher = hashlib.sha256()
+        self.hashing = uploads._HashBehind(self.hasher, ahead=2)
+
+    def runNext(self) -> None:
+        d, _ = self.calls.pop(0)
+        d.callback(None)
+
+    def test_chunks_are_hashed_in_order_behind_the_caller(self) -> None:
+        big = uploads.THREAD_HASH_MINIMUM
+        chunks = [bytes([n]) * big for n in range(3)]
+        fed = [self.hashing.feed(chunk) for chunk in chunks[:2]]
+        self.assertTrue(all(d.called for d in fed))  # one hashing, one waiting: room for no more
+        third = self.hashing.feed(chunks[2])
+        self.assertFalse(third.called)
+        finished = self.hashing.finish()
+        self.runNext()
+        self.assertTrue(third.called)
+        self.assertFalse(finished.called)
+        self.runNext()
+        self.runNext()
+        self.assertTrue(finished.called)
+        self.assertEqual(self.hasher.hexdigest(), hashlib.sha256(b"".join(chunks)).hexdigest())
+
+    def test_small_chunks_are_hashed_at_once_in_order(self) -> None:
+        big = b"b" * uploads.THREAD_HASH_MINIMUM
+        self.hashing.feed(big)
+        self.hashing.feed(b"small")  # must wait for the big one before it
+        self.assertEqual(self.hasher.hexdigest(), hashlib.sha256(b"").hexdigest())
+        self.runNext()
+        self.assertTrue(self.hashing.finish().called)
+        self.assertEqual(self.hasher.hexdigest(), hashlib.sha256(big + b"small").hexdigest())
+
+    def test_a_failed_hash_fails_what_waits_and_what_comes(self) -> None:
+        big = b"b" * uploads.THREAD_HASH_MINIMUM
+        self.hashing.feed(big)
+        finished = self.hashing.finish()
+        d, _ = self.calls.pop(0)
+        d.errback(RuntimeError("hash thread"))
+        self.failureResultOf(finished, RuntimeError)
+        self.failureResultOf(self.hashing.feed(big), RuntimeError)
+        self.assertEqual(self.calls, [])

@@ -12,13 +12,15 @@ digest is computed from the committed bytes instead, before anything becomes vis
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from registryd.registry import layout
@@ -39,6 +41,9 @@ if TYPE_CHECKING:
 
 THREAD_HASH_MINIMUM = 128 * 1024
 """Chunks this long or longer are hashed in a thread while the driver writes them (hashlib drops the GIL)."""
+
+HASH_AHEAD = 4
+"""Chunks an upload may read ahead of its hashing thread (each up to a body read: 1 MiB)."""
 
 RUNNING_ALGORITHM = "sha256"
 """The algorithm hashed while bytes arrive; a commit with another algorithm rehashes the stored bytes."""
@@ -127,6 +132,84 @@ async def _update(hasher: Any, chunk: bytes) -> None:
         await deferToThread(hasher.update, chunk)
     else:
         hasher.update(chunk)
+
+
+class _HashBehind:
+    """
+    Feeds an upload's chunks to its hasher in order, in a thread, while the upload goes on
+    reading and writing: hashing is not waited for chunk by chunk, only when more than
+    C{ahead} chunks are queued (memory stays bounded) and at the end.
+    """
+
+    def __init__(self, hasher: Any, ahead: int = HASH_AHEAD) -> None:
+        self._hasher = hasher
+        self._ahead = ahead
+        self._queued: deque[bytes] = deque()
+        self._busy = False
+        self._failure: Failure | None = None
+        self._waiters: list[tuple[int, Deferred]] = []
+        self.caughtUp = False
+        """Set by the upload once the hasher has seen exactly what the writer took."""
+
+    def feed(self, chunk: bytes) -> Deferred:
+        """Queue a chunk; the Deferred fires once fewer than C{ahead} chunks wait."""
+        if self._failure is not None:
+            return fail(self._failure)
+        self._queued.append(chunk)
+        if not self._busy:
+            self._hashNext()
+        return self._whenAtMost(self._ahead - 1)
+
+    def finish(self) -> Deferred:
+        """@return: Deferred firing once every chunk fed is hashed (or failing as the hashing did)."""
+        return self._whenAtMost(-1)
+
+    def abandon(self) -> None:
+        """Hash nothing more (the upload failed)."""
+        self._queued.clear()
+
+    def _whenAtMost(self, waiting: int) -> Deferred:
+        if self._failure is not None:
+            return fail(self._failure)
+        if self._backlog() <= waiting:
+            return succeed(None)
+        d: Deferred = Deferred()
+        self._waiters.append((waiting, d))
+        return d
+
+    def _backlog(self) -> int:
+        """Chunks not hashed yet: those queued, and the one being hashed (counted as -1 when idle)."""
+        return len(self._queued) + (0 if self._busy else -1)
+
+    def _hashNext(self) -> None:
+        if not self._queued:
+            self._busy = False
+            self._wake()
+            return
+        self._busy = True
+        chunk = self._queued.popleft()
+        if len(chunk) < THREAD_HASH_MINIMUM:
+            self._hasher.update(chunk)
+            self._hashNext()
+            return
+        hashed = deferToThread(self._hasher.update, chunk)
+        hashed.addCallbacks(lambda _: self._hashNext(), self._failed)
+        self._wake()
+
+    def _failed(self, failure: Failure) -> None:
+        self._busy = False
+        self._failure = failure
+        self._queued.clear()
+        self._wake()
+
+    def _wake(self) -> None:
+        ready = [(n, d) for n, d in self._waiters if self._failure is not None or self._backlog() <= n]
+        self._waiters = [(n, d) for n, d in self._waiters if (n, d) not in ready]
+        for _, d in ready:
+            if self._failure is not None:
+                d.errback(self._failure)
+            else:
+                d.callback(None)
 
 
 async def createUpload(registry: Registry, name: str) -> Upload:
@@ -250,36 +333,49 @@ class Upload:
     async def _pump(
         self, body: IBodyStream, writer: IFileWriter, state: _UploadState, running: _RunningHash | None
     ) -> int:
-        """Copy the body into the writer, hashing each chunk while the driver writes it."""
+        """Copy the body into the writer while a thread hashes the chunks behind it."""
         received = 0
+        hashing = None if running is None else _HashBehind(running.hasher)
         pending: Deferred = body.read()
         try:
-            while True:
-                chunk = await pending
-                if not chunk:
-                    return received
+            while chunk := await self._nextChunk(pending, hashing, running, received):
                 chunk = bytes(chunk)
                 # Ask for the next chunk now, so the network keeps flowing while this one is stored.
                 pending = body.read()
-                try:
-                    if running is None:
-                        await writer.write(chunk)
-                    else:
-                        hashing = Deferred.fromCoroutine(_update(running.hasher, chunk))
-                        try:
-                            await writer.write(chunk)
-                        finally:
-                            await hashing
-                        running.offset += len(chunk)
-                except BaseException:
-                    # The hasher may have seen bytes the writer did not take.
-                    state.running = running = None
-                    raise
+                if hashing is not None:
+                    await hashing.feed(chunk)
+                await writer.write(chunk)
                 received += len(chunk)
         except BaseException:
             # Nobody will wait for a read still in flight: let its failure (if any) go quietly.
             pending.addErrback(lambda _: None)
+            if hashing is not None and not hashing.caughtUp:
+                # The hasher may have seen bytes the writer did not take.
+                state.running = None
+                hashing.abandon()
             raise
+        return received
+
+    @staticmethod
+    async def _nextChunk(
+        pending: Deferred, hashing: _HashBehind | None, running: _RunningHash | None, received: int
+    ) -> bytes:
+        """
+        The next chunk of the body; at its end (or when it fails) the hashing catches up first,
+        so the running hash stands at exactly the bytes the writer took.
+        """
+        error: BaseException | None = None
+        try:
+            chunk = await pending
+        except BaseException as e:
+            chunk, error = b"", e
+        if not chunk and hashing is not None and running is not None:
+            await hashing.finish()
+            running.offset += received
+            hashing.caughtUp = True
+        if error is not None:
+            raise error
+        return chunk
 
     def commit(self, digest: str, size: int | None = None) -> Deferred:
         """Verify the upload and publish it as a blob of the repository. @return: Deferred (Descriptor)."""
