@@ -8,6 +8,7 @@ from typing import Any
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.trial import unittest
 
+from registryd import memory
 from registryd.api.blobs import Unsatisfiable, parseRange
 from registryd.api.download import ClientGone, ReaderProducer, ShortContent
 from registryd.storage.inmemory import InMemoryDriver
@@ -195,6 +196,15 @@ class ReaderProducerTests(unittest.TestCase):
         self.assertEqual(b"".join(request.written), b"abcdefg")
         self.assertTrue(reader.closed)
         self.assertIsNone(request.producer)
+
+    def test_end_reports_the_bytes_sent_for_memory_trimming(self) -> None:
+        ended: list[int] = []
+        self.patch(memory, "transferEnded", ended.append)
+        request, reader = FakeRequest(), FakeReader([b"abc", b"def"])
+        self.successResultOf(ReaderProducer(request, reader, 5).start())
+        request, reader = FakeRequest(), FakeReader([b"ab"])
+        self.failureResultOf(ReaderProducer(request, reader, 5).start(), ShortContent)
+        self.assertEqual(ended, [5, 2])
 
     def test_many_chunks_do_not_recurse(self) -> None:
         request, reader = FakeRequest(), FakeReader([b"x"] * 5000)

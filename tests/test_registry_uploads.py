@@ -8,6 +8,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
+from registryd import memory
 from registryd.registry import layout, uploads
 from registryd.registry.core import Registry
 from registryd.registry.errors import (
@@ -276,6 +277,14 @@ class UploadTests(TestCase):
         upload = await self.repository.blobs.createUpload()
         await upload.write(ListBody([chunk, chunk, b"tail"]))
         await upload.commit(sha256(chunk + chunk + b"tail"))
+
+    async def test_each_write_reports_its_size_for_memory_trimming(self) -> None:
+        ended: list[int] = []
+        self.patch(memory, "transferEnded", ended.append)
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"abc", b"de"]))
+        await upload.write(ListBody([b"f"]), start=5)
+        self.assertEqual(ended, [5, 1])
 
     async def test_empty_blob(self) -> None:
         digest = await pushBlob(self.repository, b"")

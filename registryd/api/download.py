@@ -13,6 +13,8 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
+from registryd import memory
+
 log = Logger(namespace="registryd.api")
 
 
@@ -36,7 +38,7 @@ class ReaderProducer:
     def __init__(self, request: IRequest, reader: object, length: int) -> None:
         self._request = request
         self._reader = reader
-        self._remaining = length
+        self._length = self._remaining = length
         self._paused = False
         self._reading = False
         self._inPump = False
@@ -105,6 +107,7 @@ class ReaderProducer:
     def _end(self, result: Failure | None) -> None:
         self._stopped = True
         self._release()
+        memory.transferEnded(self._length - self._remaining)
         if not self.done.called:
             if result is None:
                 self.done.callback(None)

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from registryd import memory
 from registryd.registry import layout
 from registryd.registry.descriptors import Descriptor
 from registryd.registry.errors import (
@@ -326,6 +327,7 @@ class Upload:
                 raise
             self.size = writer.size
             await writer.close()
+        memory.transferEnded(received)
         if length is not None and received != length:
             raise SizeInvalid(detail={"uuid": self.uuid, "declared": length, "received": received})
         return self.size
