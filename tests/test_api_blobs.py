@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from registryd import memory
 from registryd.api.blobs import Unsatisfiable, parseRange
-from registryd.api.download import ClientGone, ReaderProducer, ShortContent
+from registryd.api.download import SEND_LIMIT, ClientGone, ReaderProducer, ShortContent
 from registryd.storage.inmemory import InMemoryDriver
 from tests.test_api_base import APIClient, APITestCase, digestOf, makeAPI, rawExchange
 
@@ -205,6 +205,17 @@ class ReaderProducerTests(unittest.TestCase):
         request, reader = FakeRequest(), FakeReader([b"ab"])
         self.failureResultOf(ReaderProducer(request, reader, 5).start(), ShortContent)
         self.assertEqual(ended, [5, 2])
+
+    def test_tcp_transport_sends_more_per_turn(self) -> None:
+        """twisted.internet.tcp sends 128 KiB per reactor turn; a download raises that, never lowers it."""
+        from twisted.internet.tcp import Connection
+
+        for before, after in ((Connection.SEND_LIMIT, SEND_LIMIT), (4 * SEND_LIMIT, 4 * SEND_LIMIT)):
+            request, reader = FakeRequest(), FakeReader([b"abc"])
+            request.channel = type("Channel", (), {})()
+            request.channel.transport = type("Transport", (), {"SEND_LIMIT": before})()
+            self.successResultOf(ReaderProducer(request, reader, 3).start())
+            self.assertEqual(request.channel.transport.SEND_LIMIT, after)
 
     def test_many_chunks_do_not_recurse(self) -> None:
         request, reader = FakeRequest(), FakeReader([b"x"] * 5000)

@@ -17,6 +17,9 @@ from registryd import memory
 
 log = Logger(namespace="registryd.api")
 
+SEND_LIMIT = 1 << 20
+"""How much a download hands the socket per send (twisted.internet.tcp's default is 128 KiB)."""
+
 
 class ShortContent(Exception):
     """The stored content ended before the length the response promised."""
@@ -47,6 +50,11 @@ class ReaderProducer:
 
     def start(self) -> Deferred[None]:
         """Register with the request and start copying. @return: C{done}."""
+        transport = getattr(getattr(self._request, "channel", None), "transport", None)
+        if transport is not None and getattr(transport, "SEND_LIMIT", SEND_LIMIT) < SEND_LIMIT:
+            # A TCP transport sends at most SEND_LIMIT (128 KiB) per turn of the reactor: a GiB
+            # would take 8,192 turns.
+            transport.SEND_LIMIT = SEND_LIMIT
         self._request.registerProducer(self, True)
         self._pump()
         return self.done
