@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -172,6 +173,16 @@ def abHead(url: str, connections: int, seconds: float, headers: dict[str, str]) 
         "p99_ms": float(re.search(r"^\s+99%\s+(\d+)", output, re.M).group(1)),
         "errors": _count(r"Non-2xx responses:\s+(\d+)", output) + _count(r"Failed requests:\s+(\d+)", output),
     }
+
+
+def headLoad(url: str, connections: int, seconds: float, headers: dict[str, str]) -> dict:
+    """Load a HEAD URL over HTTP/1.1 keep-alive with bench/headload.py (in a process of its own)."""
+    command = [sys.executable, str(Path(__file__).with_name("headload.py")), url]
+    command += ["--connections", str(connections), "--seconds", str(seconds)]
+    if headers:
+        raise ValueError("headload.py sends no extra headers")
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
 
 
 # -- catalog --------------------------------------------------------------------------------------
