@@ -1,6 +1,7 @@
 """
-What the object-store drivers (azure, gcs, swift) share: a streaming response reader, the
-empty reader, a chunk-buffering writer base, and the driver plumbing around their operations.
+What the object-store drivers (s3, azure, gcs, swift) share: a resend over a stale pooled
+connection, a streaming response reader, the empty reader, a chunk-buffering writer base,
+and the driver plumbing around their operations.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
-from twisted.web.client import ResponseDone
+from twisted.web.client import RequestTransmissionFailed, ResponseDone, ResponseNeverReceived
 from zope.interface import implementer
 
 from registryd.storage.inmemory import FileInfo
@@ -28,6 +29,30 @@ from registryd.storage.paths import checkPath
 
 MAX_READ_CHUNK = 1 << 20
 READ_HIGH_WATER = 4 << 20
+
+STALE_CONNECTION_RETRIES = 2
+"""Times a request is sent again when a kept-alive connection closed under it."""
+
+
+def _lostWithConnection(error: Exception) -> bool:
+    reasons = getattr(error, "reasons", None) or []
+    return any(reason.check(ConnectionDone, ConnectionLost) for reason in reasons)
+
+
+async def sendOverPool(send: Callable[[], Deferred]) -> Any:
+    """
+    C{send()} (a request whose body is in memory), sent again on a fresh connection when the
+    pooled one it went out on was closed by the server meanwhile (an idle keep-alive timing
+    out as the request left): Twisted only retries body-less requests itself. Other failures
+    and answers, errors included, are the caller's.
+    """
+    for attempt in range(STALE_CONNECTION_RETRIES + 1):
+        try:
+            return await send()
+        except (RequestTransmissionFailed, ResponseNeverReceived) as e:
+            if attempt == STALE_CONNECTION_RETRIES or not _lostWithConnection(e):
+                raise
+    raise AssertionError("not reached: the last attempt returns or raises")
 
 
 @implementer(IFileReader)

@@ -36,6 +36,7 @@ from registryd.storage.objectstore import (
     RootedNames,
     failWith,
     rootedDirectory,
+    sendOverPool,
     streamBody,
 )
 from registryd.storage.paths import checkPath
@@ -162,14 +163,16 @@ class AzureDriver(RootedNames, ObjectStoreDriver):
         else:
             allHeaders["Authorization"] = self._sign(method, urlPath, query, allHeaders)
         sent = {k: v for k, v in allHeaders.items() if k != "Content-Length"}
-        return await treq.request(
-            method,
-            url,
-            headers=Headers({k.encode(): [v.encode()] for k, v in sent.items()}),
-            data=body if body else None,
-            agent=self._agent,
-            unbuffered=True,
-            reactor=self._reactor,
+        return await sendOverPool(
+            lambda: treq.request(
+                method,
+                url,
+                headers=Headers({k.encode(): [v.encode()] for k, v in sent.items()}),
+                data=body if body else None,
+                agent=self._agent,
+                unbuffered=True,
+                reactor=self._reactor,
+            )
         )
 
     async def _call(

@@ -33,6 +33,7 @@ from registryd.storage.objectstore import (
     RootedNames,
     failWith,
     rootedDirectory,
+    sendOverPool,
     streamBody,
 )
 from registryd.storage.paths import checkPath
@@ -105,15 +106,17 @@ class GCSDriver(RootedNames, ObjectStoreDriver):
             allHeaders["Authorization"] = "Bearer " + await self._tokens.token()
         if method in ("PUT", "POST") and not body:
             allHeaders["Content-Length"] = "0"
-        return await treq.request(
-            method,
-            url,
-            headers=Headers({k.encode(): [v.encode()] for k, v in allHeaders.items()}),
-            data=body if body else None,
-            pool=self._pool,
-            unbuffered=True,
-            allow_redirects=False,
-            reactor=self._reactor,
+        return await sendOverPool(
+            lambda: treq.request(
+                method,
+                url,
+                headers=Headers({k.encode(): [v.encode()] for k, v in allHeaders.items()}),
+                data=body if body else None,
+                pool=self._pool,
+                unbuffered=True,
+                allow_redirects=False,
+                reactor=self._reactor,
+            )
         )
 
     async def _callURL(

@@ -26,6 +26,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from registryd.storage.interfaces import StorageDriverError
+from registryd.storage.objectstore import sendOverPool
 from registryd.storage.s3.config import S3Settings
 
 #: Bodies up to this size are hashed into the signature; bigger ones are sent UNSIGNED-PAYLOAD
@@ -206,8 +207,10 @@ class S3Client:
             shown = signed if self.settings.logLevel == "debugwithsigning" else headers
             self.log.debug("s3 {method} {url} {headers}", method=method, url=url, headers=shown)
         signed.pop("Content-Length", None)
-        response = await self._http.request(
-            method, url, headers={k: [v] for k, v in signed.items()}, data=body if body else None
+        response = await sendOverPool(
+            lambda: self._http.request(
+                method, url, headers={k: [v] for k, v in signed.items()}, data=body if body else None
+            )
         )
         if stream and response.code in expect:
             return response

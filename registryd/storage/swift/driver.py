@@ -41,7 +41,7 @@ from registryd.storage.interfaces import (
     IStorageDriver,
     PathNotFound,
 )
-from registryd.storage.objectstore import ObjectStoreDriver, streamBody
+from registryd.storage.objectstore import ObjectStoreDriver, sendOverPool, streamBody
 from registryd.storage.paths import checkPath
 from registryd.storage.swift.auth import Credentials, authenticate
 from registryd.storage.swift.streams import SegmentWriter
@@ -190,12 +190,16 @@ class SwiftDriver(ObjectStoreDriver):
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None = None) -> Deferred:
         allHeaders = {"X-Auth-Token": self._token, **headers}
-        return self._client.request(
-            method,
-            url,
-            headers=Headers({k.encode(): [v.encode()] for k, v in allHeaders.items()}),
-            data=body,
-            unbuffered=True,
+        return Deferred.fromCoroutine(
+            sendOverPool(
+                lambda: self._client.request(
+                    method,
+                    url,
+                    headers=Headers({k.encode(): [v.encode()] for k, v in allHeaders.items()}),
+                    data=body,
+                    unbuffered=True,
+                )
+            )
         )
 
     async def request(
