@@ -5,20 +5,18 @@ A blob streams through buffers of about a megabyte, allocated and freed thousand
 glibc keeps what is freed in its heaps for reuse, and with several threads touching the
 buffers it keeps it in several, so a process that has moved a few GiB holds tens of MiB it
 no longer needs, and the next transfer's peak comes on top. malloc_trim(3) returns the free
-pages; it is asked for at the end of a large transfer, at most once a second.
+pages; it is asked for at the end of every large transfer (it takes well under a millisecond,
+against tens of milliseconds for the transfer; a client's parallel layer uploads end close
+together, and skipping any of them would leave their memory held).
 """
 
 from __future__ import annotations
 
 import ctypes
-import time
 from collections.abc import Callable
 
 LARGE_TRANSFER = 16 << 20
 """Transfers of at least this many bytes give their memory back when they end."""
-
-MIN_INTERVAL = 1.0
-"""Seconds between two trims at least (a trim walks every heap)."""
 
 
 def _findMallocTrim() -> Callable[[int], int] | None:
@@ -33,17 +31,11 @@ def _findMallocTrim() -> Callable[[int], int] | None:
 
 
 _mallocTrim = _findMallocTrim()
-_lastTrim = float("-inf")
 
 
-def transferEnded(size: int, clock: Callable[[], float] = time.monotonic) -> bool:
+def transferEnded(size: int) -> bool:
     """A blob transfer of size bytes ended: give free memory back if it was large. @return: whether it did."""
-    global _lastTrim
     if size < LARGE_TRANSFER or _mallocTrim is None:
         return False
-    now = clock()
-    if now - _lastTrim < MIN_INTERVAL:
-        return False
-    _lastTrim = now
     _mallocTrim(0)
     return True
