@@ -278,13 +278,15 @@ class UploadTests(TestCase):
         await upload.write(ListBody([chunk, chunk, b"tail"]))
         await upload.commit(sha256(chunk + chunk + b"tail"))
 
-    async def test_each_write_reports_its_size_for_memory_trimming(self) -> None:
+    async def test_the_commit_reports_the_blob_size_for_memory_trimming(self) -> None:
         ended: list[int] = []
         self.patch(memory, "transferEnded", ended.append)
         upload = await self.repository.blobs.createUpload()
         await upload.write(ListBody([b"abc", b"de"]))
         await upload.write(ListBody([b"f"]), start=5)
-        self.assertEqual(ended, [5, 1])
+        self.assertEqual(ended, [])
+        await upload.commit(sha256(b"abcdef"))
+        self.assertEqual(ended, [6])
 
     async def test_empty_blob(self) -> None:
         digest = await pushBlob(self.repository, b"")

@@ -327,7 +327,6 @@ class Upload:
                 raise
             self.size = writer.size
             await writer.close()
-        memory.transferEnded(received)
         if length is not None and received != length:
             raise SizeInvalid(detail={"uuid": self.uuid, "declared": length, "received": received})
         return self.size
@@ -416,6 +415,9 @@ class Upload:
             if reused and not await layout.exists(driver, blobPath):
                 await driver.move(self._dataPath, blobPath)
             await layout.deleteIfPresent(driver, layout.uploadPath(self.repository, self.uuid))
+        # At the commit, not after each PATCH: trimming between chunks would only make the next
+        # chunk's buffers be faulted in again.
+        memory.transferEnded(total)
         self.log.debug("upload {uuid} committed as {digest}", uuid=self.uuid, digest=digest)
         return Descriptor(digest, total, None)
 
