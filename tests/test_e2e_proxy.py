@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from tests.support.cases import RegistryTestCase
+from tests.support.containerd import Containerd
 from tests.support.layouts import MiB, OCILayout
 from tests.support.processes import RegistryProcess
 from tests.support.skopeo import Skopeo, compareLayouts
@@ -122,6 +123,39 @@ class PullThroughTests(RegistryTestCase):
         self.assertEqual(set(blobGets.values()), {1}, blobGets)
 
 
+    def test_containerd_mirror_with_ns(self) -> None:
+        # containerd with a hosts.toml mirror for mirror.example asks this cache for
+        # library/app with ?ns=mirror.example: the upstream for that prefix serves it.
+        cache = self.startRegistryd(
+            self.workDirectory() / "cache",
+            proxy={
+                "upstreams": [
+                    {
+                        "prefix": "mirror.example/",
+                        "remoteurl": self.upstream.url,
+                        "username": USER,
+                        "password": PASSWORDS[USER],
+                    }
+                ]
+            },
+        )
+        hosts = self.workDirectory() / "certs.d"
+        (hosts / "mirror.example").mkdir(parents=True)
+        (hosts / "mirror.example" / "hosts.toml").write_text(
+            'server = "https://mirror.example"\n'
+            f'[host."{cache.url}"]\n'
+            '  capabilities = ["pull", "resolve"]\n'
+        )
+        containerd = Containerd(self.workDirectory() / "containerd", cache)
+        self.addCleanup(containerd.stop)
+        containerd.start()
+        reference = "mirror.example/library/app:v1"
+        containerd.ctr("images", "pull", "--hosts-dir", str(hosts), "--snapshotter", "native", reference)
+        self.assertEqual(containerd.images()[reference][1], self.image.manifest.digest)
+        self.assertIn("ns=mirror.example", cache.logPath.read_text())
+        self.assertEqual(Skopeo(cache).listTags("mirror.example/library/app"), ["v1"])
+
+
 class UpstreamsTests(RegistryTestCase):
     """Two upstreams chosen by prefix: one with basic auth, one with token auth (or Debian's distribution)."""
 
@@ -185,6 +219,17 @@ class UpstreamsTests(RegistryTestCase):
         self.assertTrue(upstreamRequests(basic, "GET", "manifest.get"))
         self.assertTrue(upstreamRequests(token, "GET", "manifest.get"))
         self.assertTrue(any(r["scopes"] for r in tokens.requests if r["user"] == "puller"))
+        # containerd mirroring a host here asks for the name without the host, and ?ns=<host>.
+        index = json.loads((second / "index.json").read_text())["manifests"][0]
+        request = urllib.request.Request(
+            f"{cache.url}/v2/team/app/manifests/v1?ns=token.example",
+            headers={"Accept": index["mediaType"]},
+        )
+        with urllib.request.urlopen(request) as response:
+            self.assertEqual(response.headers["Docker-Content-Digest"], index["digest"])
+        with self.assertRaises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"{cache.url}/v2/team/app/manifests/v1?ns=unknown.example")
+        self.assertEqual(caught.exception.code, 404)
 
     def test_distribution_upstream(self) -> None:
         source = self.workDirectory() / "source"

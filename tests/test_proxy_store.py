@@ -332,6 +332,21 @@ class RoutingTests(ProxyTestCase):
         await self.assertFailure(proxy.repository("quay.io/a/b").manifests.get("1"), ManifestUnknown)
         await self.assertFailure(proxy.repository("quay.io/a/b").blobs.stat(sha256(b"x")), BlobUnknown)
 
+    def test_containerd_namespace_chooses_the_upstream_of_that_host(self) -> None:
+        proxy = ProxyRegistry(
+            Registry(self.driver),
+            [Route(FakeUpstream(), "docker.io/"), Route(FakeUpstream(), "quay.io/")],
+            self.clock,
+        )
+        self.assertEqual(proxy.namespaced("library/alpine", "docker.io"), "docker.io/library/alpine")
+        self.assertEqual(proxy.namespaced("org/app", "quay.io"), "quay.io/org/app")
+        # Already under the prefix, or no upstream for that host: the name as asked.
+        self.assertEqual(
+            proxy.namespaced("docker.io/library/alpine", "docker.io"), "docker.io/library/alpine"
+        )
+        self.assertEqual(proxy.namespaced("org/app", "ghcr.io"), "org/app")
+        self.assertEqual(Registry(self.driver).namespaced("org/app", "docker.io"), "org/app")
+
 
 class PushTests(ProxyTestCase):
     async def test_pushes_and_deletes_are_unsupported(self) -> None:

@@ -74,6 +74,9 @@ async def _serve(
         reason = api.settings.health()
         if reason is not None:
             raise Unavailable({"reason": reason})
+        namespace = queryArg(request, "ns")
+        if namespace and "name" in values:
+            values["name"] = api.registry.namespaced(values["name"], namespace)
         controller = api.settings.accessController
         if controller is not None:
             identity = await controller.authorize(request, access(request, values))

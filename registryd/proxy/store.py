@@ -120,6 +120,17 @@ class ProxyRegistry:
         """The upstream serving name (the longest prefix leaving a name), or None."""
         return longestPrefix(self.routes, name)
 
+    def namespaced(self, name: str, namespace: str) -> str:
+        """
+        C{<namespace>/<name>} when an upstream serves the prefix C{<namespace>/} and name is not
+        under it already: containerd, mirroring C{docker.io} here, asks for C{library/alpine}
+        with C{?ns=docker.io}, which the upstream for C{docker.io/} serves.
+        """
+        prefix = namespace.strip().strip("/") + "/"
+        if name.startswith(prefix) or not any(route.prefix == prefix for route in self.routes):
+            return name
+        return prefix + name
+
     def repository(self, name: str) -> IRepository:
         """A local repository, or a cached one (reads only, falling back upstream when it has a route)."""
         checkName(name)

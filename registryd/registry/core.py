@@ -61,6 +61,10 @@ class Registry:
         """The repository of that name. L{NameInvalid} at once for a bad name."""
         return Repository(self, checkName(name))
 
+    def namespaced(self, name: str, namespace: str) -> str:
+        """name: C{?ns=} means nothing to a registry that mirrors nothing (distribution ignores it too)."""
+        return name
+
     def catalog(self, n: int | None = None, last: str | None = None) -> Deferred:
         """@return: Deferred firing with (a page of repository names, more)."""
         return Deferred.fromCoroutine(catalog.catalog(self, n, last))

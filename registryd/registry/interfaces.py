@@ -185,6 +185,12 @@ class IRegistry(Interface):
     def repository(name: str) -> IRepository:
         """@return: the repository (need not exist yet). L{NameInvalid} raised at once."""
 
+    def namespaced(name: str, namespace: str) -> str:
+        """
+        The repository a mirror client means by name with containerd's C{?ns=<registry host>}
+        (a pull-through cache with an upstream for that host prefixes it); otherwise name.
+        """
+
     def catalog(n: int | None = None, last: str | None = None) -> object:
         """
         @return: Deferred firing with (repository names of this page in lexical order
