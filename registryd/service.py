@@ -198,6 +198,17 @@ class DrainingService(StreamServerEndpointService):
                 f"http.addr: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
             ) from e
 
+    def listening(self) -> Deferred:
+        """@return: Deferred firing with the listening port once it listens (after privilegedStartService)."""
+        listening: Deferred = Deferred()
+
+        def listened(port: Any) -> Any:
+            listening.callback(port)
+            return port
+
+        self._waitingForPort.addCallback(listened)
+        return listening
+
     @staticmethod
     def _busy(channel: Any) -> bool:
         inner = getattr(channel, "_channel", channel)
@@ -251,9 +262,13 @@ def _secret(config: Configuration) -> bytes:
     return os.urandom(32)
 
 
-def makeService(config: Configuration, reactor: Any = None) -> MultiService:
+def makeService(
+    config: Configuration, reactor: Any = None, inheritedSocket: int | None = None
+) -> MultiService:
     """
     Build the registry service: driver, core, API, listener, health check and purger.
+    With C{inheritedSocket} (in a worker process, see L{registryd.workers}) serve that
+    listening socket and leave what runs once per deployment to the main process.
 
     @raise registryd.config.errors.ConfigError: the driver is not installed or its
         parameters are wrong (the driver plugin names the key).
@@ -271,7 +286,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     from registryd.notifications.events import EventBuilder, sourceRecord
     from registryd.plugins import createStorageDriver
     from registryd.registry.core import Registry
-    from registryd.registry.descriptorcache import descriptorCacheFor
+    from registryd.registry.descriptorcache import NoDescriptorCache, descriptorCacheFor
     from registryd.storage.instrumented import InstrumentedDriver
     from registryd.storage.middleware import applyStorageMiddleware
     from registryd.web.site import RegistrySite
@@ -286,7 +301,16 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
             reactor,
         )
     )
+    from registryd.workers import checkWorkers, sharedSecret
+
+    checkWorkers(config)
+    worker = inheritedSocket is not None
     descriptorCache = descriptorCacheFor(reactor, storage, config.redis)
+    if config.http.workers > 1 and storage.blobDescriptorCache == "inmemory":
+        # Each process would keep its own: a delete through one would not reach the others.
+        if not worker:
+            log.warn("storage.cache.blobdescriptor inmemory is not used with http.workers > 1 (use redis)")
+        descriptorCache = NoDescriptorCache()
     registry = Registry(
         driver,
         deleteEnabled=storage.deleteEnabled,
@@ -304,7 +328,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     if checks.checks:
         health = checks.problem
 
-    if storage.uploadPurging.enabled:
+    if storage.uploadPurging.enabled and not worker:
         if storage.readOnly:
             log.info("upload purging is off while storage.maintenance.readonly is enabled")
         else:
@@ -312,7 +336,7 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
             purger.setName("storage.maintenance.uploadpurging")
             purger.setServiceParent(top)
 
-    if storage.gc.enabled:
+    if storage.gc.enabled and not worker:
         if storage.readOnly:
             log.info("scheduled garbage collection is off while storage.maintenance.readonly is enabled")
         else:
@@ -337,12 +361,14 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
         )
         events = EventBridge(builder, notifications.broadcast)
 
+    shared = sharedSecret(config)  # when unset: generated here, handed to the workers
+    secret = _secret(config) if shared is None else shared.encode("utf-8")
     settings = APISettings(
         prefix=config.http.prefix,
         host=config.http.host,
         relativeURLs=config.http.relativeURLs,
         headers=dict(config.http.headers),
-        secret=_secret(config),
+        secret=secret,
         redirectDisabled=storage.redirectDisabled,
         health=health,
         accessController=accessControllerFor(config.auth, reactor),
@@ -361,7 +387,12 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
         resource = PrefixResource(config.http.prefix, resource)
     site = RegistrySite(resource, accessLog=not config.log.accessLogDisabled)
 
-    endpoint = serverFromString(reactor, config.http.endpoint())
+    if worker:
+        from registryd.workers import AdoptedEndpoint
+
+        endpoint: Any = AdoptedEndpoint(reactor, inheritedSocket)
+    else:
+        endpoint = serverFromString(reactor, config.http.endpoint())
     tls: Any = None
     if config.http.tls is not None:
         from registryd.reload import ReloadHook
@@ -373,7 +404,17 @@ def makeService(config: Configuration, reactor: Any = None) -> MultiService:
     listener = DrainingService(endpoint, site, config.http.drainTimeout, reactor, factory=tls)
     listener.setName("http")
     listener.setServiceParent(top)
-    if config.http.debug is not None:
+    if config.http.workers > 1 and not worker:
+        from registryd.reload import ReloadHook
+        from registryd.workers import WorkerPool
+
+        pool = WorkerPool(
+            reactor, listener, config.http.workers, config.path, shared, config.http.drainTimeout + 10
+        )
+        pool.setName("http.workers")
+        pool.setServiceParent(top)
+        ReloadHook(pool.reload).setServiceParent(top)
+    if config.http.debug is not None and not worker:
         from registryd.debug import debugService
 
         debug = debugService(config.http.debug, checks.failing, reactor)

@@ -68,6 +68,8 @@ class HTTPConfig:
     drainTimeout: float = 0.0
     tls: TLSConfig | None = None
     debug: DebugConfig | None = None
+    workers: int = 1
+    """C{workers}: processes serving the listening socket (the main one and C{workers - 1} children)."""
 
     def endpoint(self) -> str:
         """The server endpoint description for L{serverFromString}, e.g. C{tcp:5000:interface=127.0.0.1}."""
@@ -150,6 +152,7 @@ def parseHTTP(section: object) -> HTTPConfig:
             "headers",
             "tls",
             "debug",
+            "workers",
             *_UNSUPPORTED,
         ),
         ["http"],
@@ -193,4 +196,5 @@ def parseHTTP(section: object) -> HTTPConfig:
         drainTimeout=optional("draintimeout", lambda v, p: parsers.duration(v, p, bareUnit=1e-9), 0.0),
         tls=parseTLS(values.get("tls")),
         debug=parseDebug(values.get("debug")),
+        workers=optional("workers", lambda v, p: parsers.integer(v, p, minimum=1), 1),
     )
