@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 THREAD_HASH_MINIMUM = 128 * 1024
 """Chunks this long or longer are hashed in a thread while the driver writes them (hashlib drops the GIL)."""
 
-HASH_AHEAD = 4
-"""Chunks an upload may read ahead of its hashing thread (each up to a body read: 1 MiB)."""
+HASH_AHEAD = 2
+"""Chunks an upload may read ahead of its hashing thread (each up to a body read: 1 MiB; 4 gained nothing)."""
 
 RUNNING_ALGORITHM = "sha256"
 """The algorithm hashed while bytes arrive; a commit with another algorithm rehashes the stored bytes."""

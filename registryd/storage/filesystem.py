@@ -55,7 +55,7 @@ WRITE_BATCH = 1 << 20
 """Writes are gathered until this many bytes (or _WRITE_BATCH_PIECES pieces) are pending."""
 
 _WRITE_BATCH_PIECES = 256  # well below IOV_MAX, so one writev takes a whole batch
-_QUEUED_BATCHES = 4  # batches on their way to disk before write() makes its caller wait
+_QUEUED_BATCHES = 2  # batches on their way to disk before write() makes its caller wait
 
 QUICK_THREADS = 4
 """Of maxthreads, the threads for small operations (opens, stats, listings, small files)."""
