@@ -25,6 +25,15 @@ def cpuSeconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def family(pid: int) -> list[int]:
+    """The process and its children (registryd's http.workers), which together make one server."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as children:
+            return [pid, *(int(child) for child in children.read().split())]
+    except OSError:
+        return [pid]
+
+
 def resetHighWater(pid: int) -> bool:
     """Reset the kernel's peak-RSS mark of the process (Linux ≥ 4.0); False when not allowed."""
     try:
@@ -47,22 +56,29 @@ class Meter:
         self._halt = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
+    # A server with worker processes is measured whole: CPU and RSS summed over its family.
+    def _rss(self, field: str = "VmRSS") -> int:
+        return sum(rssKiB(pid, field) for pid in family(self.pid))
+
+    def _cpu(self) -> float:
+        return sum(cpuSeconds(pid) for pid in family(self.pid))
+
     def _sample(self) -> None:
         while not self._halt.wait(self.interval):
-            self._peak = max(self._peak, rssKiB(self.pid))
+            self._peak = max(self._peak, self._rss())
 
     def __enter__(self) -> Meter:
-        self._highWater = resetHighWater(self.pid)
-        self._peak = rssKiB(self.pid)
-        self._cpu0 = cpuSeconds(self.pid)
+        self._highWater = all([resetHighWater(pid) for pid in family(self.pid)])
+        self._peak = self._rss()
+        self._cpu0 = self._cpu()
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._halt.set()
         self._thread.join()
-        self.cpu = cpuSeconds(self.pid) - self._cpu0
-        self._peak = max(self._peak, rssKiB(self.pid))
+        self.cpu = self._cpu() - self._cpu0
+        self._peak = max(self._peak, self._rss())
         if self._highWater:
-            self._peak = max(self._peak, rssKiB(self.pid, "VmHWM"))
+            self._peak = max(self._peak, self._rss("VmHWM"))
         self.peakMiB = round(self._peak / 1024, 1)

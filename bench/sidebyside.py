@@ -40,6 +40,8 @@ from procstats import Meter  # noqa: E402
 from tests.support.processes import RegistryProcess, distributionProcess, registrydProcess  # noqa: E402
 
 SERVERS = ("registryd", "distribution")
+#: registryd's http.workers: processes sharing the listening socket (the best count on 2 cores).
+WORKERS = 2
 
 
 @dataclass
@@ -103,6 +105,8 @@ class Bench:
             "registryd": registrydProcess(work / "registryd", self.roots["registryd"]),
             "distribution": distributionProcess(work / "distribution", self.roots["distribution"], binary),
         }
+        # http.workers through the loader's environment override (the config file stays the same).
+        self.servers["registryd"].env["REGISTRY_HTTP_WORKERS"] = str(options.workers)
 
     def figure(self, key: str, title: str, unit: str, higherIsBetter: bool = True) -> Figure:
         if key not in self.figures:
@@ -368,6 +372,9 @@ def parseArguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, help="length of each small-request load (default 10; 3)")
     parser.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default 2)")
+    parser.add_argument(
+        "--workers", type=int, default=WORKERS, help=f"registryd's http.workers (default {WORKERS})"
+    )
     parser.add_argument("--catalog", help="repository counts for figure 5 (default 1000,10000)")
     parser.add_argument(
         "--only",
