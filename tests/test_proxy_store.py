@@ -28,6 +28,7 @@ from registryd.registry.interfaces import IBlobs, IManifests, IRegistry, IReposi
 from registryd.registry.names import isDigest
 from registryd.storage.filesystem import createDriver
 from registryd.storage.inmemory import InMemoryDriver
+from registryd.testing.driversuite import readToEnd
 from tests.test_registry_helpers import OCI_MANIFEST, dumps, imageManifest, pushBlob, sha256
 
 TTL = 3600.0
@@ -155,17 +156,6 @@ class FakeUpstream:
 
     def asked(self, method: str, kind: str) -> list[tuple[str, str, str, str]]:
         return [call for call in self.calls if call[:2] == (method, kind)]
-
-
-async def readAll(reader: object) -> bytes:
-    chunks = []
-    while True:
-        chunk = await reader.read()
-        if not chunk:
-            break
-        chunks.append(chunk)
-    await reader.close()
-    return b"".join(chunks)
 
 
 def counter(family: object, *labels: str) -> float:
@@ -378,7 +368,7 @@ class BlobTests(ProxyTestCase):
         self.assertEqual((await blobs.stat(digest)).size, len(data))
         self.assertIsNone(await blobs.redirectURL("GET", digest))
         descriptor, reader = await blobs.open(digest)
-        self.assertEqual(await readAll(reader), data)
+        self.assertEqual(await readToEnd(reader), data)
         self.assertEqual(counter(metrics.PROXY_UPSTREAM_BYTES, FakeUpstream.url), received + len(data))
         # Cached: linked into the repository, no upload left, and a hit from now on.
         self.assertEqual(
@@ -387,16 +377,16 @@ class BlobTests(ProxyTestCase):
         self.assertEqual(await layout.listNames(self.driver, layout.uploadsPath("library/alpine")), [])
         self.upstream.down = True
         _, reader = await blobs.open(digest, 10)
-        self.assertEqual(await readAll(reader), data[10:])
+        self.assertEqual(await readToEnd(reader), data[10:])
         self.assertEqual(len(self.upstream.asked("GET", "blob")), 1)
 
     async def test_blob_another_repository_fetched_is_linked_not_transferred(self) -> None:
         data = b"shared base layer" * 100
         digest = self.upstream.addBlob(data)
         _, reader = await self.proxy.repository("library/alpine").blobs.open(digest)
-        await readAll(reader)
+        await readToEnd(reader)
         _, reader = await self.proxy.repository("library/debian").blobs.open(digest)
-        self.assertEqual(await readAll(reader), data)
+        self.assertEqual(await readToEnd(reader), data)
         self.assertEqual(self.upstream.responses[1].reads, 0)
         self.assertEqual(
             (await self.proxy.core.repository("library/debian").blobs.stat(digest)).size, len(data)
@@ -419,7 +409,7 @@ class BlobTests(ProxyTestCase):
         blobs = self.proxy.repository("library/alpine").blobs
         descriptor = await blobs.stat(digest)
         _, reader = await blobs.open(digest, 0, descriptor)
-        self.assertEqual(await readAll(reader), data)
+        self.assertEqual(await readToEnd(reader), data)
         self.assertEqual(len(self.upstream.asked("GET", "blob")), 1)
 
     async def test_unknown_upstream_blob(self) -> None:
@@ -433,7 +423,7 @@ class BlobTests(ProxyTestCase):
         blobs = self.proxy.repository("library/alpine").blobs
         opened = [blobs.open(digest) for _ in range(4)]
         readers = [(await each)[1] for each in opened]
-        results = [Deferred.fromCoroutine(readAll(reader)) for reader in readers]
+        results = [Deferred.fromCoroutine(readToEnd(reader)) for reader in readers]
         (response,) = self.upstream.responses
         while response.release():
             pass
@@ -448,7 +438,7 @@ class BlobTests(ProxyTestCase):
         blobs = proxy.repository("library/alpine").blobs
         _, fast = await blobs.open(digest)
         _, slow = await blobs.open(digest)
-        fastDone = Deferred.fromCoroutine(readAll(fast))
+        fastDone = Deferred.fromCoroutine(readToEnd(fast))
         (response,) = self.upstream.responses
         while response.release():
             pass
@@ -458,7 +448,7 @@ class BlobTests(ProxyTestCase):
         self.assertLessEqual(
             sum(len(c) for c in proxy.fetches.current("library/alpine", digest)._chunks), 6 * CHUNK
         )
-        slowDone = Deferred.fromCoroutine(readAll(slow))
+        slowDone = Deferred.fromCoroutine(readToEnd(slow))
         while response.release():
             pass
         self.assertEqual((await fastDone, await slowDone), (data, data))
@@ -473,7 +463,7 @@ class BlobTests(ProxyTestCase):
         digest = self.upstream.addBlob(data)
         blobs = proxy.repository("library/alpine").blobs
         _, first = await blobs.open(digest)
-        firstDone = Deferred.fromCoroutine(readAll(first))
+        firstDone = Deferred.fromCoroutine(readToEnd(first))
         (response,) = self.upstream.responses
         fetch = proxy.fetches.current("library/alpine", digest)
         while fetch.durable < 10 * CHUNK:
@@ -481,7 +471,7 @@ class BlobTests(ProxyTestCase):
                 await deferLaterZero()
         self.assertGreater(fetch._bufferStart, 0)
         _, late = await blobs.open(digest)
-        lateDone = Deferred.fromCoroutine(readAll(late))
+        lateDone = Deferred.fromCoroutine(readToEnd(late))
         while not (firstDone.called and lateDone.called):
             if not response.release():
                 await deferLaterZero()
@@ -495,12 +485,12 @@ class BlobTests(ProxyTestCase):
         digest = self.upstream.addBlob(data)
         blobs = proxy.repository("library/alpine").blobs
         _, first = await blobs.open(digest)
-        firstDone = Deferred.fromCoroutine(readAll(first))
+        firstDone = Deferred.fromCoroutine(readToEnd(first))
         (response,) = self.upstream.responses
         for _ in range(8):
             response.release()
         _, late = await blobs.open(digest)
-        lateDone = Deferred.fromCoroutine(readAll(late))
+        lateDone = Deferred.fromCoroutine(readToEnd(late))
         while response.release():
             pass
         self.assertEqual((await firstDone, await lateDone), (data, data))
@@ -512,7 +502,7 @@ class BlobTests(ProxyTestCase):
         blobs = self.proxy.repository("library/alpine").blobs
         errors = counter(metrics.PROXY_UPSTREAM_ERRORS, FakeUpstream.url)
         _, reader = await blobs.open(digest)
-        await self.assertFailure(Deferred.fromCoroutine(readAll(reader)), Unavailable)
+        await self.assertFailure(Deferred.fromCoroutine(readToEnd(reader)), Unavailable)
         self.assertEqual(counter(metrics.PROXY_UPSTREAM_ERRORS, FakeUpstream.url), errors + 1)
         await self.assertFailure(self.proxy.core.repository("library/alpine").blobs.stat(digest), BlobUnknown)
         self.assertFalse(await layout.exists(self.driver, layout.blobDataPath(digest)))
@@ -520,7 +510,7 @@ class BlobTests(ProxyTestCase):
         # The next request tries again.
         self.upstream.breakAt = None
         _, reader = await blobs.open(digest)
-        self.assertEqual(await readAll(reader), data)
+        self.assertEqual(await readToEnd(reader), data)
 
     async def test_wrong_bytes_upstream_never_reach_the_end_of_a_response(self) -> None:
         self.upstream.corrupt = True

@@ -26,6 +26,7 @@ from registryd.proxy.tokens import Token
 from registryd.proxy.upstream import MANIFEST_TYPES, HTTPUpstream
 from registryd.registry.errors import BlobUnknown, ManifestUnknown
 from registryd.registry.schema import OCI_MANIFEST
+from registryd.testing.driversuite import readToEnd
 from tests.support.cases import RegistryTestCase
 from tests.support.certificates import Authority
 from tests.support.layouts import MiB, digestOf
@@ -41,14 +42,6 @@ MISSING_DIGEST = "sha256:" + "0" * 64
 
 def run(coroutine: Any) -> Deferred:
     return Deferred.fromCoroutine(coroutine)
-
-
-async def readAll(blob: Any) -> bytes:
-    """Every chunk of an upstream blob, joined."""
-    parts = []
-    while chunk := await blob.read():
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 class UpstreamCase(RegistryTestCase):
@@ -91,7 +84,7 @@ class UpstreamCase(RegistryTestCase):
             blob = await upstream.blob(REPOSITORY, digest)
             verifyObject(IUpstreamBlob, blob)
             self.assertEqual((blob.digest, blob.size), (digest, len(layer)))
-            self.assertEqual(await readAll(blob), layer)
+            self.assertEqual(await readToEnd(blob), layer)
 
     async def checkUnknowns(self, upstream: HTTPUpstream) -> None:
         """404s come back as the core's typed errors."""
@@ -424,7 +417,7 @@ class FakeUpstreamTests(UpstreamCase):
         async def go() -> None:
             upstream = self.upstream(self.listen(registry), "alice", "secret")
             answer = await upstream.blob(REPOSITORY, digest)
-            self.assertEqual(await readAll(answer), layer)
+            self.assertEqual(await readToEnd(answer), layer)
             self.assertIn("authorization", registry.seen[-1][3])
             ((host, method, path, headers),) = storage.seen
             self.assertEqual((host, method, path), ("127.0.0.2", "GET", "/bucket/blob"))
@@ -439,7 +432,7 @@ class FakeUpstreamTests(UpstreamCase):
         async def go() -> None:
             blob = await self.upstream(url).blob(REPOSITORY, MISSING_DIGEST)
             self.assertEqual(blob.size, 1_000_000)
-            await self.assertUnavailable(readAll(blob), "broke after")
+            await self.assertUnavailable(readToEnd(blob), "broke after")
 
         return run(go())
 
@@ -451,7 +444,7 @@ class FakeUpstreamTests(UpstreamCase):
             await self.assertUnavailable(silent.manifest(REPOSITORY, "v1"), "no answer within 0.5 s")
             stalled = self.upstream(self.listenRaw(head + b"x" * 1000, hangUp=False), readTimeout=0.5)
             blob = await stalled.blob(REPOSITORY, MISSING_DIGEST)
-            await self.assertUnavailable(readAll(blob), "sent nothing for 0.5 s")
+            await self.assertUnavailable(readToEnd(blob), "sent nothing for 0.5 s")
 
         return run(go())
 

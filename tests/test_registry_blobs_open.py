@@ -10,6 +10,7 @@ from registryd.registry.core import Registry
 from registryd.registry.descriptors import Descriptor
 from registryd.registry.errors import RangeInvalid
 from registryd.storage.inmemory import InMemoryDriver
+from registryd.testing.driversuite import readToEnd
 from tests.test_registry_helpers import pushBlob, sha256
 
 
@@ -29,14 +30,6 @@ class CountingDriver(InMemoryDriver):
         return super().stat(path)
 
 
-async def readAll(reader: Any) -> bytes:
-    chunks = []
-    while chunk := await reader.read():
-        chunks.append(chunk)
-    await reader.close()
-    return b"".join(chunks)
-
-
 class OpenWithDescriptorTests(TestCase):
     def setUp(self) -> None:
         self.driver = CountingDriver()
@@ -49,7 +42,7 @@ class OpenWithDescriptorTests(TestCase):
         opened, reader = await self.repository.blobs.open(digest, 3, descriptor)
         self.assertEqual(self.driver.lookups, 0)
         self.assertEqual(opened, descriptor)
-        self.assertEqual(await readAll(reader), b"3456789")
+        self.assertEqual(await readToEnd(reader), b"3456789")
 
     async def test_open_without_descriptor_looks_the_blob_up(self) -> None:
         digest = await pushBlob(self.repository, b"0123456789")

@@ -58,6 +58,17 @@ INVALID_PATHS = (
 """Paths every driver must refuse with InvalidPath."""
 
 
+async def readToEnd(reader: Any) -> bytes:
+    """Every chunk C{reader.read()} gives until b"", joined; the reader is closed after, if it can be."""
+    chunks = []
+    while chunk := await reader.read():
+        chunks.append(chunk)
+    close = getattr(reader, "close", None)
+    if close is not None:
+        await close()
+    return b"".join(chunks)
+
+
 class StorageDriverTestsMixin:
     """Tests of an L{IStorageDriver}; mix into a trial TestCase and define C{makeDriver}."""
 
@@ -98,15 +109,7 @@ class StorageDriverTestsMixin:
 
     async def readAll(self, path: str, offset: int = 0) -> bytes:
         """Everything a reader gives from offset."""
-        reader = await self.driver.reader(path, offset)
-        chunks = []
-        while True:
-            chunk = await reader.read()
-            if not chunk:
-                break
-            chunks.append(chunk)
-        await reader.close()
-        return b"".join(chunks)
+        return await readToEnd(await self.driver.reader(path, offset))
 
     async def writeAll(self, path: str, pieces: list[bytes], commit: bool = True) -> None:
         """Write pieces through a writer, then commit (or close)."""
