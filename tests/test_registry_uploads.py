@@ -402,57 +402,97 @@ class BlobTests(TestCase):
         self.assertEqual(asked, [("GET", layout.blobDataPath(digest))])
 
 
+class _StepPool:
+    """A thread pool and reactor in one, run by hand: what a thread does, then what it tells the reactor."""
+
+    def __init__(self) -> None:
+        self.threadWork: list = []
+        self.reactorCalls: list = []
+
+    def getThreadPool(self) -> _StepPool:
+        return self
+
+    def callInThread(self, function: object, *args: object) -> None:
+        self.threadWork.append((function, args))
+
+    def callFromThread(self, function: object, *args: object) -> None:
+        self.reactorCalls.append((function, args))
+
+    def runThreads(self) -> None:
+        while self.threadWork:
+            function, args = self.threadWork.pop(0)
+            function(*args)
+
+    def tellReactor(self, count: int | None = None) -> None:
+        for _ in range(len(self.reactorCalls) if count is None else count):
+            function, args = self.reactorCalls.pop(0)
+            function(*args)
+
+
+class _BrokenHasher:
+    def update(self, chunk: bytes) -> None:
+        raise RuntimeError("hash thread")
+
+
 class HashBehindTests(TestCase):
     """The hashing that follows an upload's chunks in a thread: in order, bounded, and waited for."""
 
     def setUp(self) -> None:
-        self.calls: list[tuple[Deferred, bytes]] = []
-
-        def deferToThread(function: object, chunk: bytes) -> Deferred:
-            d: Deferred = Deferred()
-            d.addCallback(lambda _: function(chunk))
-            self.calls.append((d, chunk))
-            return d
-
-        self.patch(uploads, "deferToThread", deferToThread)
+        self.pool = _StepPool()
         self.hasher = hashlib.sha256()
-        self.hashing = uploads._HashBehind(self.hasher, ahead=2)
-
-    def runNext(self) -> None:
-        d, _ = self.calls.pop(0)
-        d.callback(None)
+        self.hashing = uploads._HashBehind(self.hasher, ahead=2, reactor=self.pool)
 
     def test_chunks_are_hashed_in_order_behind_the_caller(self) -> None:
         big = uploads.THREAD_HASH_MINIMUM
         chunks = [bytes([n]) * big for n in range(3)]
         fed = [self.hashing.feed(chunk) for chunk in chunks[:2]]
-        self.assertTrue(all(d.called for d in fed))  # one hashing, one waiting: room for no more
+        self.assertTrue(all(d.called for d in fed))  # two behind: room for no more
         third = self.hashing.feed(chunks[2])
         self.assertFalse(third.called)
         finished = self.hashing.finish()
-        self.runNext()
+        self.runThreadsOnce()
+        self.pool.tellReactor(1)
         self.assertTrue(third.called)
         self.assertFalse(finished.called)
-        self.runNext()
-        self.runNext()
+        self.pool.tellReactor()
         self.assertTrue(finished.called)
         self.assertEqual(self.hasher.hexdigest(), hashlib.sha256(b"".join(chunks)).hexdigest())
+
+    def runThreadsOnce(self) -> None:
+        """One hand-over to the thread hashes everything queued so far."""
+        self.assertEqual(len(self.pool.threadWork), 1)
+        self.pool.runThreads()
 
     def test_small_chunks_are_hashed_at_once_in_order(self) -> None:
         big = b"b" * uploads.THREAD_HASH_MINIMUM
         self.hashing.feed(big)
         self.hashing.feed(b"small")  # must wait for the big one before it
         self.assertEqual(self.hasher.hexdigest(), hashlib.sha256(b"").hexdigest())
-        self.runNext()
+        self.runThreadsOnce()
+        self.pool.tellReactor()
         self.assertTrue(self.hashing.finish().called)
         self.assertEqual(self.hasher.hexdigest(), hashlib.sha256(big + b"small").hexdigest())
+        self.hashing.feed(b"tail")  # nothing in the thread's hands now: hashed at once
+        self.assertEqual(self.pool.threadWork, [])
+        self.assertEqual(self.hasher.hexdigest(), hashlib.sha256(big + b"small" + b"tail").hexdigest())
 
     def test_a_failed_hash_fails_what_waits_and_what_comes(self) -> None:
+        hashing = uploads._HashBehind(_BrokenHasher(), ahead=2, reactor=self.pool)
+        big = b"b" * uploads.THREAD_HASH_MINIMUM
+        hashing.feed(big)
+        finished = hashing.finish()
+        self.pool.runThreads()
+        self.pool.tellReactor()
+        self.failureResultOf(finished, RuntimeError)
+        self.failureResultOf(hashing.feed(big), RuntimeError)
+        self.assertEqual(self.pool.threadWork, [])
+
+    def test_abandoning_drops_what_was_not_hashed(self) -> None:
         big = b"b" * uploads.THREAD_HASH_MINIMUM
         self.hashing.feed(big)
-        finished = self.hashing.finish()
-        d, _ = self.calls.pop(0)
-        d.errback(RuntimeError("hash thread"))
-        self.failureResultOf(finished, RuntimeError)
-        self.failureResultOf(self.hashing.feed(big), RuntimeError)
-        self.assertEqual(self.calls, [])
+        self.hashing.feed(big)
+        self.hashing.abandon()
+        self.pool.runThreads()
+        self.pool.tellReactor()
+        self.assertEqual(self.hasher.hexdigest(), hashlib.sha256(b"").hexdigest())
+        self.assertTrue(self.hashing.finish().called)

@@ -12,7 +12,6 @@ digest is computed from the committed bytes instead, before anything becomes vis
 from __future__ import annotations
 
 import uuid as uuidlib
-from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from registryd.registry.errors import (
 from registryd.registry.interfaces import IBodyStream, IUpload
 from registryd.registry.names import isUploadID, newHasher, parseDigest
 from registryd.storage.interfaces import IFileWriter, InvalidOffset, PathNotFound
+from registryd.threadqueue import ThreadQueue
 
 if TYPE_CHECKING:
     from registryd.registry.core import Registry
@@ -139,72 +139,64 @@ class _HashBehind:
     """
     Feeds an upload's chunks to its hasher in order, in a thread, while the upload goes on
     reading and writing: hashing is not waited for chunk by chunk, only when more than
-    C{ahead} chunks are queued (memory stays bounded) and at the end.
+    C{ahead} chunks are queued (memory stays bounded) and at the end. One thread works
+    through the queue without waiting on the reactor between chunks (L{ThreadQueue}).
     """
 
-    def __init__(self, hasher: Any, ahead: int = HASH_AHEAD) -> None:
+    def __init__(self, hasher: Any, ahead: int = HASH_AHEAD, reactor: Any = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor
         self._hasher = hasher
         self._ahead = ahead
-        self._queued: deque[bytes] = deque()
-        self._busy = False
+        self._queue = ThreadQueue(reactor, reactor.getThreadPool(), hasher.update)
+        self._backlog = 0  # chunks fed and not hashed yet
         self._failure: Failure | None = None
         self._waiters: list[tuple[int, Deferred]] = []
         self.caughtUp = False
         """Set by the upload once the hasher has seen exactly what the writer took."""
 
     def feed(self, chunk: bytes) -> Deferred:
-        """Queue a chunk; the Deferred fires once fewer than C{ahead} chunks wait."""
+        """Queue a chunk; the Deferred fires once at most C{ahead} chunks are not hashed yet."""
         if self._failure is not None:
             return fail(self._failure)
-        self._queued.append(chunk)
-        if not self._busy:
-            self._hashNext()
-        return self._whenAtMost(self._ahead - 1)
+        if self._backlog == 0 and len(chunk) < THREAD_HASH_MINIMUM:
+            self._hasher.update(chunk)  # nothing in the thread's hands: cheaper than a hand-over
+            return succeed(None)
+        self._backlog += 1
+        self._queue.submit(chunk).addCallbacks(self._hashed, self._failed)
+        return self._whenAtMost(self._ahead)
 
     def finish(self) -> Deferred:
         """@return: Deferred firing once every chunk fed is hashed (or failing as the hashing did)."""
-        return self._whenAtMost(-1)
+        return self._whenAtMost(0)
 
     def abandon(self) -> None:
         """Hash nothing more (the upload failed)."""
-        self._queued.clear()
+        self._backlog -= len(self._queue.clear())
+        self._wake()
 
     def _whenAtMost(self, waiting: int) -> Deferred:
         if self._failure is not None:
             return fail(self._failure)
-        if self._backlog() <= waiting:
+        if self._backlog <= waiting:
             return succeed(None)
         d: Deferred = Deferred()
         self._waiters.append((waiting, d))
         return d
 
-    def _backlog(self) -> int:
-        """Chunks not hashed yet: those queued, and the one being hashed (counted as -1 when idle)."""
-        return len(self._queued) + (0 if self._busy else -1)
-
-    def _hashNext(self) -> None:
-        if not self._queued:
-            self._busy = False
-            self._wake()
-            return
-        self._busy = True
-        chunk = self._queued.popleft()
-        if len(chunk) < THREAD_HASH_MINIMUM:
-            self._hasher.update(chunk)
-            self._hashNext()
-            return
-        hashed = deferToThread(self._hasher.update, chunk)
-        hashed.addCallbacks(lambda _: self._hashNext(), self._failed)
+    def _hashed(self, _: object) -> None:
+        self._backlog -= 1
         self._wake()
 
     def _failed(self, failure: Failure) -> None:
-        self._busy = False
-        self._failure = failure
-        self._queued.clear()
+        self._backlog -= 1
+        if self._failure is None:
+            self._failure = failure
+            self.abandon()
         self._wake()
 
     def _wake(self) -> None:
-        ready = [(n, d) for n, d in self._waiters if self._failure is not None or self._backlog() <= n]
+        ready = [(n, d) for n, d in self._waiters if self._failure is not None or self._backlog <= n]
         self._waiters = [(n, d) for n, d in self._waiters if (n, d) not in ready]
         for _, d in ready:
             if self._failure is not None:
