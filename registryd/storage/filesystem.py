@@ -42,6 +42,7 @@ from registryd.storage.interfaces import (
 )
 from registryd.storage.paths import checkPath, join
 from registryd.storage.writeback import startWriteback
+from registryd.threadqueue import ThreadQueue
 
 NAME = "filesystem"
 DEFAULT_ROOT_DIRECTORY = "/var/lib/registry"
@@ -161,14 +162,17 @@ class FilesystemDriver:
         return self._quickPool, self._pool
 
     def _run(self, pool: ThreadPool, path: str, function: Callable[..., Any], *args: Any) -> Deferred:
-        d = deferToThreadPool(self._reactor, pool, function, *args)
+        return deferToThreadPool(self._reactor, pool, function, *args).addErrback(self._typed, path)
 
-        def translate(failure: Failure) -> Failure:
-            if failure.check(OSError) and not failure.check(StorageDriverError):
-                return Failure(_translated(self.name, path, failure.value))
-            return failure
+    def _streamQueue(self, function: Callable[[Any], Any]) -> ThreadQueue:
+        """A queue of one stream's chunks (write batches), worked through in order in a stream thread."""
+        return ThreadQueue(self._reactor, self._pools()[1], function)
 
-        return d.addErrback(translate)
+    def _typed(self, failure: Failure, path: str) -> Failure:
+        """An OSError about path as the storage error it means (PathNotFound, ...)."""
+        if failure.check(OSError) and not failure.check(StorageDriverError):
+            return Failure(_translated(self.name, path, failure.value))
+        return failure
 
     def stop(self) -> None:
         """Stop the driver's threads (the reactor's shutdown does this too); a later call restarts them."""
@@ -561,7 +565,8 @@ class _FileReader:
 class _FileWriter:
     """
     Appends to a file in place, as distribution does. Writes are gathered into batches;
-    up to _QUEUED_BATCHES batches are on their way to disk while the next is gathered.
+    up to _QUEUED_BATCHES batches are on their way to disk while the next is gathered, written
+    one after another by one stream thread (L{ThreadQueue}: no reactor round trip between them).
     An error writing a batch is reported by the next write, close or commit.
     """
 
@@ -573,9 +578,9 @@ class _FileWriter:
         self.size = size
         self._pieces: list[bytes] = []
         self._pending = 0
-        self._lock = DeferredLock()  # batches reach the file one after another, in order
-        self._queued = 0  # batches handed to the lock and not yet written
-        self._waiting: list[Deferred] = []  # callers waiting for the queue to shorten
+        self._batches: ThreadQueue | None = None  # made on the first batch, in the reactor thread
+        self._queued = 0  # batches handed to the thread and not yet written
+        self._waiting: list[tuple[int, Deferred]] = []  # callers waiting for the queue to shorten
         self._error: Failure | None = None
         self._state = "open"
 
@@ -600,26 +605,35 @@ class _FileWriter:
         if self._pending < WRITE_BATCH and len(self._pieces) < _WRITE_BATCH_PIECES:
             return succeed(None)
         self._sendBatch()
-        if self._queued <= _QUEUED_BATCHES:
-            return succeed(None)  # the disk is busy with this batch; gather the next meanwhile
-        waiting: Deferred = Deferred()
-        self._waiting.append(waiting)
-        return waiting
+        # The disk is busy with this batch; gather the next meanwhile, unless too many wait.
+        return self._whenAtMost(_QUEUED_BATCHES)
 
     def _sendBatch(self) -> None:
         pieces, self._pieces, self._pending = self._pieces, [], 0
         if not pieces:
             return
+        if self._batches is None:
+            fd = self._fd
+            self._batches = self._driver._streamQueue(lambda batch: _writeAll(fd, batch))
         self._queued += 1
-        d = self._lock.run(self._driver._stream, self._path, _writeAll, self._fd, pieces)
+        d = self._batches.submit(pieces)
+        d.addErrback(self._driver._typed, self._path)
         d.addBoth(self._batchWritten)
+
+    def _whenAtMost(self, queued: int) -> Deferred:
+        if self._queued <= queued:
+            return succeed(None) if self._error is None else fail(self._error)
+        waiting: Deferred = Deferred()
+        self._waiting.append((queued, waiting))
+        return waiting
 
     def _batchWritten(self, result: object) -> None:
         self._queued -= 1
         if isinstance(result, Failure) and self._error is None:
             self._error = result
-        released, self._waiting = self._waiting, []
-        for waiting in released:
+        released = [(n, d) for n, d in self._waiting if self._queued <= n or self._error is not None]
+        self._waiting = [(n, d) for n, d in self._waiting if (n, d) not in released]
+        for _, waiting in released:
             if self._error is not None:
                 waiting.errback(self._error)
             else:
@@ -628,7 +642,10 @@ class _FileWriter:
     async def _drain(self) -> None:
         """Write what is gathered and wait for every batch to reach the file."""
         self._sendBatch()
-        await self._lock.run(succeed, None)
+        try:
+            await self._whenAtMost(0)
+        except Exception:
+            pass  # kept in self._error, for _finish to report
 
     async def _finish(self, state: str, finalStep: Callable[[int], None]) -> None:
         self._checkOpen()
