@@ -266,7 +266,7 @@ class FilesystemParameterTests(TestCase):
         driver = createDriver(reactor, {"rootdirectory": self.mktemp(), "maxthreads": 31})
         self.addCleanup(driver.stop)
         await driver.list("/")
-        self.assertEqual(driver._pool.max + driver._quickPool.max, 31)
+        self.assertEqual(driver._pool.max + driver._quick.size, 31)
 
 
 class FilesystemModeTests(TestCase):

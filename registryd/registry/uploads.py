@@ -35,7 +35,7 @@ from registryd.registry.errors import (
 from registryd.registry.interfaces import IBodyStream, IUpload
 from registryd.registry.names import isUploadID, newHasher, parseDigest
 from registryd.storage.interfaces import IFileWriter, InvalidOffset, PathNotFound
-from registryd.threadqueue import ThreadQueue
+from registryd.threads import ThreadQueue
 
 if TYPE_CHECKING:
     from registryd.registry.core import Registry

@@ -1,4 +1,4 @@
-"""registryd.threadqueue: items worked through in order by one thread, results back in the reactor."""
+"""registryd.threads: ThreadQueue (items in order by one thread) and QuickThreads (quick calls)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from twisted.internet.defer import DeferredList
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
-from registryd.threadqueue import ThreadQueue
+from registryd.threads import QuickThreads, ThreadQueue
 
 
 class CountingPool:
@@ -80,3 +80,56 @@ class ThreadQueueTests(TestCase):
         self.assertEqual(await queue.submit(4), 8)
         self.assertEqual([item for item, _ in self.seen], [1, 4])
         self.assertFalse(any(d.called for d in dropped))
+
+
+class QuickThreadsTests(TestCase):
+    def setUp(self) -> None:
+        self.threads = QuickThreads(reactor, 3, "test-quick")
+        self.threads.start()
+        self.addCleanup(self.threads.stop)
+
+    async def test_calls_answer_in_the_reactor_thread(self) -> None:
+        where: list[str] = []
+
+        def work(n: int) -> int:
+            where.append(threading.current_thread().name)
+            return n + 1
+
+        answers = await DeferredList([self.threads.run(work, n) for n in range(50)], fireOnOneErrback=True)
+        self.assertEqual([value for _, value in answers], list(range(1, 51)))
+        self.assertTrue(all(name.startswith("test-quick-") for name in where))
+        self.assertEqual(self.threads.size, 3)
+
+    async def test_a_failing_call_fails_its_deferred_only(self) -> None:
+        def work(n: int) -> int:
+            if n == 1:
+                raise ValueError("no")
+            return n
+
+        results = [self.threads.run(work, n) for n in range(3)]
+        self.assertEqual(await results[0], 0)
+        with self.assertRaises(ValueError):
+            await results[1]
+        self.assertEqual(await results[2], 2)
+
+    async def test_calls_run_side_by_side(self) -> None:
+        barrier = threading.Barrier(3, timeout=10)
+        # Each call waits for the other two: only threads running at the same time get through.
+        waits = [self.threads.run(barrier.wait) for _ in range(3)]
+        answers = await DeferredList(waits, fireOnOneErrback=True)
+        self.assertEqual(sorted(value for _, value in answers), [0, 1, 2])
+
+    def test_stop_finishes_what_was_queued(self) -> None:
+        release = threading.Event()
+        ran: list[int] = []
+
+        def work(n: int) -> None:
+            release.wait(10)
+            ran.append(n)
+
+        for n in range(5):
+            self.threads.run(work, n)
+        release.set()
+        self.threads.stop()
+        self.assertEqual(sorted(ran), list(range(5)))
+        self.assertEqual(self.threads._threads, [])
