@@ -111,17 +111,33 @@ def methodLabel(method: bytes | str) -> str:
     return method if method in _METHODS else "other"
 
 
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """
+    metric.labels(*values), remembered: prometheus-client checks and looks the values up under
+    a lock on every call, a few microseconds several times per request. Bounded, as every
+    label set here is.
+    """
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
 def countRequest(record: Any) -> None:
     """Count one finished request (a L{registryd.web.accesslog.RequestRecord})."""
     method = methodLabel(record.method)
     route = record.route
-    REQUESTS.labels(method, route, str(record.status)).inc()
+    labelled(REQUESTS, method, route, str(record.status)).inc()
     if record.duration is not None:
-        REQUEST_DURATION.labels(method, route).observe(record.duration)
+        labelled(REQUEST_DURATION, method, route).observe(record.duration)
     if record.bytesReceived:
-        REQUEST_BYTES.labels(route).inc(record.bytesReceived)
+        labelled(REQUEST_BYTES, route).inc(record.bytesReceived)
     if record.bytesSent:
-        RESPONSE_BYTES.labels(route).inc(record.bytesSent)
+        labelled(RESPONSE_BYTES, route).inc(record.bytesSent)
     transfer = _transfer(method, route, record.status, record.uri)
     if transfer is not None:
         counter, kind = transfer

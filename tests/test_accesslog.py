@@ -25,7 +25,7 @@ from registryd.auth.interfaces import REQUEST_IDENTITY, Identity
 from registryd.config import parseDocument
 from registryd.config.log import LogConfig, makeObserver
 from registryd.service import makeService
-from registryd.web.accesslog import RequestRecord, combinedLine, jsonFields
+from registryd.web.accesslog import UNMATCHED, RequestRecord, combinedLine, jsonFields, routeOf
 from tests.support.processes import (
     RegistryProcess,
     freePort,
@@ -104,6 +104,19 @@ class LineTests(TestCase):
         self.addCleanup(setattr, log, "observer", globalLogPublisher)
         logAccess(record(), 0)
         self.assertEqual(out.getvalue(), combinedLine(record(), 0) + " env=staging\n")
+
+
+class RouteOfTests(TestCase):
+    """The route a request matched, as the route itself noted it, without matching the URL again."""
+
+    def test_noted_route(self) -> None:
+        class Noted:
+            registryRoute = ("blob.get", "team/app")
+
+        self.assertEqual(routeOf(Noted()), ("blob.get", "team/app"))
+
+    def test_nothing_noted_nothing_matched(self) -> None:
+        self.assertEqual(routeOf(object()), (UNMATCHED, None))
 
 
 class ServedRequestTests(TestCase):

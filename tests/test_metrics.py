@@ -121,6 +121,12 @@ class CollectorTests(TestCase):
         self.assertEqual(sample("registryd_health_check_up", check="good"), 1)
         self.assertEqual(sample("registryd_health_check_up", check="bad"), 0)
 
+    def test_labelled_children_are_remembered(self) -> None:
+        child = metrics.labelled(metrics.REQUESTS, "GET", "test.route", "200")
+        self.assertIs(metrics.labelled(metrics.REQUESTS, "GET", "test.route", "200"), child)
+        self.assertIs(child, metrics.REQUESTS.labels("GET", "test.route", "200"))
+        self.assertIsNot(metrics.labelled(metrics.REQUESTS, "GET", "test.route", "404"), child)
+
     def test_method_labels_are_bounded(self) -> None:
         self.assertEqual(metrics.methodLabel(b"PATCH"), "PATCH")
         self.assertEqual(metrics.methodLabel("BREW"), "other")

@@ -5,6 +5,9 @@ app: the route table, and the resource the daemon mounts under C{http.prefix}.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from klein import Klein
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
@@ -40,6 +43,22 @@ _ROUTES = (
 )
 
 
+def named(name: str, handler: Callable[..., object]) -> Callable[..., object]:
+    """
+    The handler, noting on the request which route it serves and for which repository: the
+    access log and the metrics read it there (L{registryd.web.accesslog.routeOf}) instead of
+    matching the URL a second time (a sixth of a blob HEAD's time in the reactor).
+    """
+
+    @functools.wraps(handler)
+    def routed(api: RegistryAPI, request: IRequest, **values: object) -> object:
+        repository = values.get("name")
+        request.registryRoute = (name, None if repository is None else str(repository))
+        return handler(api, request, **values)
+
+    return routed
+
+
 class RegistryAPI:
     """
     The v2 API over one L{IRegistry}.
@@ -63,7 +82,7 @@ class RegistryAPI:
         return _HeadersResource(self.app.resource(), headers)
 
     for path, methods, name, handler in _ROUTES:
-        app.route(path, methods=list(methods), endpoint=name)(handler)
+        app.route(path, methods=list(methods), endpoint=name)(named(name, handler))
     del path, methods, name, handler
 
     @app.handle_errors(NotFound)

@@ -43,11 +43,11 @@ class InstrumentedDriver:
         d = maybeDeferred(call, *args)
 
         def succeeded(result: object) -> object:
-            metrics.STORAGE_DURATION.labels(self.name, operation).observe(self._clock() - started)
+            metrics.labelled(metrics.STORAGE_DURATION, self.name, operation).observe(self._clock() - started)
             return result
 
         def failed(failure: Failure) -> Failure:
-            metrics.STORAGE_DURATION.labels(self.name, operation).observe(self._clock() - started)
+            metrics.labelled(metrics.STORAGE_DURATION, self.name, operation).observe(self._clock() - started)
             error = failure.value
             # The typed errors of the interface are a bounded set; anything else is a driver bug.
             kind = type(error).__name__ if isinstance(error, StorageDriverError) else "unexpected"

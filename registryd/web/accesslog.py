@@ -56,6 +56,9 @@ class RequestRecord:
 
 def routeOf(request: Any) -> tuple[str, str | None]:
     """The API route name the request matched (e.g. C{manifest.get}) and its repository, if any."""
+    recorded = getattr(request, "registryRoute", None)
+    if recorded is not None:
+        return recorded  # noted by the route itself (registryd.api.app.named)
     try:
         from klein.interfaces import IKleinRequest
 
@@ -116,6 +119,8 @@ def _quoted(value: str | None) -> str:
     if value is None:
         return '"-"'
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    if escaped.isprintable():
+        return f'"{escaped}"'
     # No control character may break the one-line promise.
     return '"' + "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in escaped) + '"'
 
@@ -124,6 +129,8 @@ def _token(value: str | None) -> str:
     """A space-free field: the value with spaces and control characters escaped, or '-'."""
     if not value:
         return "-"
+    if value.isprintable() and " " not in value:
+        return value
     return "".join(c if c.isprintable() and c != " " else f"\\x{ord(c):02x}" for c in value)
 
 
