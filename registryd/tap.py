@@ -83,8 +83,10 @@ def _twistdLogFile(parent: Any) -> IO[str]:
 
 def makeService(options: Options) -> IService:
     """Build the registry service from the parsed options (see L{registryd.service.makeService})."""
+    from registryd import memory
     from registryd.service import makeService as build
 
+    memory.keepFreedMemory()
     configuration = options.configuration
     if configuration is None:
         configuration = load(options["config"], os.environ)

@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
 
+    from registryd import memory
     from registryd.config import load
     from registryd.config.log import makeObserver
     from registryd.service import makeService
@@ -260,6 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     globalLogBeginner.beginLoggingTo(
         [makeObserver(replace(config.log, fields=fields), sys.stdout)], redirectStandardIO=False
     )
+    memory.keepFreedMemory()
     top = makeService(config, reactor, inheritedSocket=options.fd)
     top.privilegedStartService()
     top.startService()

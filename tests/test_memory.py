@@ -31,3 +31,28 @@ class TransferEndedTests(TestCase):
         if found is None:
             raise self.skipTest("no malloc_trim in this C library")
         self.assertIn(found(0), (0, 1))
+
+
+class KeepFreedMemoryTests(TestCase):
+    def test_thresholds_are_set(self) -> None:
+        calls: list[tuple[int, int]] = []
+        self.patch(memory, "_mallopt", lambda parameter, value: calls.append((parameter, value)) or 1)
+        self.assertTrue(memory.keepFreedMemory())
+        self.assertEqual(
+            calls,
+            [(memory.M_MMAP_THRESHOLD, memory.MMAP_THRESHOLD), (memory.M_TRIM_THRESHOLD, memory.KEPT_FREE)],
+        )
+
+    def test_refused_by_the_c_library(self) -> None:
+        self.patch(memory, "_mallopt", lambda parameter, value: 0)
+        self.assertFalse(memory.keepFreedMemory())
+
+    def test_without_mallopt(self) -> None:
+        self.patch(memory, "_mallopt", None)
+        self.assertFalse(memory.keepFreedMemory())
+
+    def test_glibc_takes_these_values(self) -> None:
+        """On glibc (Debian) mallopt accepts both thresholds (it refuses an mmap threshold over 32 MiB)."""
+        if memory._findMallopt() is None:
+            raise self.skipTest("no mallopt in this C library")
+        self.assertTrue(memory.keepFreedMemory())
