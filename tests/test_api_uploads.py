@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import os
 from urllib.parse import parse_qs, urlsplit
 
+from twisted.trial.unittest import TestCase
+
 from registryd.api.app import RegistryAPI
 from registryd.api.settings import APISettings
-from registryd.api.state import UploadState, packState
+from registryd.api.state import UploadState, packState, unpackState
 from registryd.registry.core import Registry
+from registryd.registry.errors import BlobUploadInvalid
 from tests.test_api_base import APIClient, APITestCase, digestOf, makeAPI
 
 
@@ -284,3 +291,33 @@ class ChunkedUploadTests(APITestCase):
         answer = await self.client.patch(location.path, b"abc")
         self.assertEqual(answer.code, 202)
         self.assertEqual(answer.header("Range"), "0-2")
+
+
+class UploadStateTokenTests(TestCase):
+    """The _state token in distribution's form, so the two can take up each other's uploads."""
+
+    secret = b"shared"
+
+    def test_padded_base64_of_mac_and_json(self) -> None:
+        state = UploadState(name="a/b", uuid="u", offset=5, startedAt="2025-01-02T03:04:05Z")
+        token = packState(self.secret, state)
+        raw = base64.urlsafe_b64decode(token)  # padded: Go's base64.URLEncoding decodes it
+        self.assertEqual(len(token) % 4, 0)
+        payload = raw[32:]
+        self.assertEqual(raw[:32], hmac.new(self.secret, payload, hashlib.sha256).digest())
+        self.assertEqual(unpackState(self.secret, token), state)
+        self.assertEqual(unpackState(self.secret, token.rstrip("=")), state)  # as we once wrote them
+
+    def test_distributions_token_is_read(self) -> None:
+        payload = json.dumps(
+            {"Name": "a/b", "UUID": "u", "Offset": 7, "StartedAt": "2025-01-02T03:04:05.123456789Z"}
+        ).encode()
+        token = base64.urlsafe_b64encode(hmac.new(self.secret, payload, hashlib.sha256).digest() + payload)
+        state = unpackState(self.secret, token.decode())
+        self.assertEqual((state.name, state.uuid, state.offset), ("a/b", "u", 7))
+        self.assertEqual(state.startedAt, "2025-01-02T03:04:05.123456789Z")
+
+    def test_not_an_object(self) -> None:
+        payload = b"[1, 2]"
+        token = base64.urlsafe_b64encode(hmac.new(self.secret, payload, hashlib.sha256).digest() + payload)
+        self.assertRaises(BlobUploadInvalid, unpackState, self.secret, token.decode())

@@ -3,6 +3,11 @@ The C{_state} token of upload URLs: the upload's repository, id, offset and star
 HMAC-signed with C{http.secret} so that any registry process sharing the storage and
 the secret recognises a URL it handed out, and no client can forge one for an upload
 of another repository.
+
+The token is distribution's: URL-safe base64 (padded) of the HMAC-SHA256 and the JSON it
+signs, whose field names distribution reads without regard to case (Go's encoding/json), as
+we read its C{Name}/C{UUID}/C{Offset}/C{StartedAt}. So with the same secret, an upload begun
+on one registry goes on on the other (a migration behind one load balancer).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ def packState(secret: bytes, state: UploadState) -> str:
         separators=(",", ":"),
     ).encode("utf-8")
     mac = hmac.new(secret, payload, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac + payload).decode("ascii").rstrip("=")
+    return base64.urlsafe_b64encode(mac + payload).decode("ascii")
 
 
 def unpackState(secret: bytes, token: str) -> UploadState:
@@ -49,12 +54,12 @@ def unpackState(secret: bytes, token: str) -> UploadState:
     if len(mac) != _MAC_SIZE or not hmac.compare_digest(mac, expected):
         raise BlobUploadInvalid("upload state signature does not verify")
     try:
-        fields = json.loads(payload)
+        fields = {str(key).lower(): value for key, value in json.loads(payload).items()}
         return UploadState(
             name=str(fields["name"]),
             uuid=str(fields["uuid"]),
             offset=int(fields["offset"]),
-            startedAt=str(fields["startedAt"]),
+            startedAt=str(fields["startedat"]),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         raise BlobUploadInvalid("upload state is malformed") from None
