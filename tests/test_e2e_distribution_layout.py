@@ -9,13 +9,16 @@ wrote is checked path by path too, so a difference shows where it is and not onl
 from __future__ import annotations
 
 import hashlib
+import os
+import urllib.parse
 from pathlib import Path
 
 from tests.support import http
 from tests.support.cases import RegistryTestCase
 from tests.support.layouts import Image, taggedDescriptor
-from tests.support.processes import RegistryProcess
+from tests.support.processes import RegistryProcess, distributionProcess, registrydProcess
 from tests.support.skopeo import Skopeo, compareLayouts
+from tests.support.tools import requireTool
 
 
 def layoutProblems(root: Path, repository: str, tag: str, topDigest: str, images: list[Image]) -> list[str]:
@@ -138,3 +141,69 @@ class DistributionLayoutTests(RegistryTestCase):
             "GET", f"{distribution.url}/v2/e2e/multi/manifests/{self.index}", {"Accept": http.MANIFEST_ACCEPT}
         )
         self.assertEqual(response.status, 404, distribution.logTail())
+
+
+def _pathAndQuery(location: str) -> str:
+    """An upload Location (absolute or not) as path and query, for whichever registry is asked."""
+    parts = urllib.parse.urlsplit(location)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+class HashStateTests(RegistryTestCase):
+    """
+    An upload begun by one registry is finished by the other on the same root: the running hash
+    saved after a PATCH (distribution's hashstates/sha256/<offset>, Go's form) is taken up.
+
+    To show the saved state was used and the bytes were not read back, the stored bytes are
+    changed (same length) between the PATCH and the PUT: a registry that hashes what it stored
+    would refuse the original digest; one that took up the saved hash accepts it, as distribution
+    does with its own hash states.
+    """
+
+    SECRET = "shared by both registries"
+
+    def start(self, kind: str, root: Path) -> RegistryProcess:
+        """Start one of the two on root, with the http.secret both share (their _state tokens agree)."""
+        if kind == "distribution":
+            process = distributionProcess(self.workDirectory(), root, requireTool("docker-registry"))
+        else:
+            process = registrydProcess(self.workDirectory(), root)
+        process.env = {**(process.env or os.environ), "REGISTRY_HTTP_SECRET": self.SECRET}
+        return self._started(process)
+
+    def uploadDirectory(self, root: Path, repository: str) -> Path:
+        uploads = root / "docker" / "registry" / "v2" / "repositories" / repository / "_uploads"
+        (directory,) = uploads.iterdir()
+        return directory
+
+    def handOver(self, first: RegistryProcess, second: RegistryProcess, root: Path) -> None:
+        data = bytes(range(256)) * 1000 + b"tail"
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        started = http.request("POST", f"{first.url}/v2/hand/over/blobs/uploads/")
+        self.assertEqual(started.status, 202, started.body)
+        patched = http.request(
+            "PATCH",
+            first.url + _pathAndQuery(started.headers["Location"]),
+            body=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        self.assertEqual(patched.status, 202, patched.body)
+        upload = self.uploadDirectory(root, "hand/over")
+        self.assertTrue((upload / "hashstates" / "sha256" / str(len(data))).is_file())
+        stored = upload / "data"
+        stored.write_bytes(b"\0" * len(data))
+        location = _pathAndQuery(patched.headers["Location"])
+        separator = "&" if "?" in location else "?"
+        finished = http.request("PUT", f"{second.url}{location}{separator}digest={digest}")
+        message = f"{second.name} refused the handed-over upload:\n{second.logTail()}"
+        self.assertEqual(finished.status, 201, message + repr(finished.body))
+        pulled = http.request("GET", f"{first.url}/v2/hand/over/blobs/{digest}")
+        self.assertEqual((pulled.status, len(pulled.body)), (200, len(data)))
+
+    def test_distribution_begins_registryd_finishes(self) -> None:
+        root = self.workDirectory() / "root"
+        self.handOver(self.start("distribution", root), self.start("registryd", root), root)
+
+    def test_registryd_begins_distribution_finishes(self) -> None:
+        root = self.workDirectory() / "root"
+        self.handOver(self.start("registryd", root), self.start("distribution", root), root)

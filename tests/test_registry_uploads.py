@@ -9,7 +9,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from registryd import memory
-from registryd.registry import layout, uploads
+from registryd.registry import layout, resumablehash, uploads
 from registryd.registry.core import Registry
 from registryd.registry.errors import (
     BlobUnknown,
@@ -102,6 +102,73 @@ class UploadTests(TestCase):
         descriptor = await again.commit(sha256(whole))
         self.assertEqual(descriptor.size, len(whole))
         self.assertEqual(await self.driver.getContent(layout.blobDataPath(sha256(whole))), whole)
+
+    def countReadBacks(self) -> list[str]:
+        """Paths the driver opens for reading from now on (an upload read back to rehash it)."""
+        opened: list[str] = []
+        original = self.driver.reader
+
+        def reader(path: str, offset: int = 0) -> Deferred:
+            opened.append(path)
+            return original(path, offset)
+
+        self.driver.reader = reader
+        return opened
+
+    async def otherProcess(self, uuid: str) -> object:
+        """The upload as a process that never saw it resumes it."""
+        uploads.forgetRunningHashes()
+        return await Registry(self.driver).repository("library/app").blobs.resumeUpload(uuid)
+
+    async def test_a_patch_saves_its_running_hash(self) -> None:
+        if not resumablehash.AVAILABLE:
+            raise self.skipTest("no resumable SHA-256 here")
+        upload = await self.repository.blobs.createUpload()
+        size = await upload.write(ListBody([b"a" * 300_000, b"b" * 5]), start=0, resumable=True)
+        path = layout.uploadHashStatePath("library/app", upload.uuid, "sha256", size)
+        saved = resumablehash.resumed(await self.driver.getContent(path), size)
+        self.assertEqual(saved.hexdigest(), hashlib.sha256(b"a" * 300_000 + b"b" * 5).hexdigest())
+
+    async def test_chunks_through_other_processes_are_not_read_back(self) -> None:
+        if not resumablehash.AVAILABLE:
+            raise self.skipTest("no resumable SHA-256 here")
+        data = [bytes([i]) * (200 * 1024 + i) for i in range(3)]
+        upload = await self.repository.blobs.createUpload()
+        readBacks = self.countReadBacks()
+        size = await upload.write(ListBody([data[0]]), start=0, resumable=True)
+        second = await self.otherProcess(upload.uuid)
+        size = await second.write(ListBody([data[1]]), start=size, resumable=True)
+        third = await self.otherProcess(upload.uuid)
+        await third.write(ListBody([data[2]]), start=size, resumable=True)
+        committing = await self.otherProcess(upload.uuid)
+        with self.assertRaises(DigestInvalid):
+            await committing.commit(sha256(b"not these bytes"))
+        self.assertEqual(readBacks, [])
+        # The refused commit removed the upload, as ever; again, this time with the right digest.
+        upload = await self.repository.blobs.createUpload()
+        size = await upload.write(ListBody(data), start=0, resumable=True)
+        committing = await self.otherProcess(upload.uuid)
+        descriptor = await committing.commit(sha256(b"".join(data)))
+        self.assertEqual(descriptor.size, size)
+        self.assertEqual(readBacks, [])
+        self.assertEqual(await self.driver.getContent(layout.blobDataPath(descriptor.digest)), b"".join(data))
+
+    async def test_a_damaged_saved_state_is_not_trusted(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        size = await upload.write(ListBody([b"x" * 200_000]), start=0, resumable=True)
+        path = layout.uploadHashStatePath("library/app", upload.uuid, "sha256", size)
+        await self.driver.putContent(path, b"sha\x03 cut short")
+        readBacks = self.countReadBacks()
+        committing = await self.otherProcess(upload.uuid)
+        await committing.commit(sha256(b"x" * 200_000))
+        self.assertEqual(readBacks, [layout.uploadDataPath("library/app", upload.uuid)])
+
+    async def test_a_monolithic_write_saves_no_state(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        size = await upload.write(ListBody([b"whole blob"]))
+        path = layout.uploadHashStatePath("library/app", upload.uuid, "sha256", size)
+        with self.assertRaises(PathNotFound):
+            await self.driver.getContent(path)
 
     async def test_out_of_step_hasher_is_rebuilt(self) -> None:
         """Another process appended a chunk this process's hasher never saw."""

@@ -84,10 +84,13 @@ async def _resume(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> 
     return await blobs.resumeUpload(uuid)
 
 
-async def _writeChunk(api: RegistryAPI, request: IRequest, name: str, upload: object) -> None:
+async def _writeChunk(
+    api: RegistryAPI, request: IRequest, name: str, upload: object, resumable: bool = False
+) -> None:
     """
     Append the request body to the upload, checking its Content-Range (which must start
     where the upload ends) and Content-Length. Out of order → 416 with the progress headers.
+    C{resumable}: more requests follow (a PATCH), so the running hash is saved for them.
     """
     try:
         chunkRange = contentRange(request)
@@ -99,7 +102,7 @@ async def _writeChunk(api: RegistryAPI, request: IRequest, name: str, upload: ob
                 raise RangeInvalid({"contentRange": header(request, "Content-Range"), "size": upload.size})
             if length is not None and length != end - start + 1:
                 raise SizeInvalid({"contentRange": header(request, "Content-Range"), "contentLength": length})
-        await upload.write(bodyStream(request), start, length)
+        await upload.write(bodyStream(request), start, length, resumable=resumable)
     except RangeInvalid:
         _progressHeaders(api, request, name, upload)
         raise
@@ -159,7 +162,7 @@ async def getUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str) -
 async def patchUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> bytes | None:
     """C{PATCH}: append a chunk (with or without Content-Range, or chunked transfer-encoding)."""
     upload = await _resume(api, request, name, uuid)
-    await _writeChunk(api, request, name, upload)
+    await _writeChunk(api, request, name, upload, resumable=True)
     return _progress(api, request, name, upload, 202)
 
 

@@ -45,14 +45,18 @@ class IUpload(Interface):
     size = Attribute("bytes received so far (the next expected offset)")
     startedAt = Attribute("when the upload started, an aware datetime")
 
-    def write(body: IBodyStream, start: int | None = None, length: int | None = None) -> object:
+    def write(
+        body: IBodyStream, start: int | None = None, length: int | None = None, resumable: bool = False
+    ) -> object:
         """
         Append the body's bytes to the upload, hashing as they arrive; never holds the
         whole body. With C{start} (from Content-Range), it must equal C{size}, else
         L{RangeInvalid} before anything is read. C{length} (Content-Length), when given,
         must match what arrived, else L{SizeInvalid}. What was written before a failure
         (short body, client gone) stays in the upload, never visible as a blob: C{size}
-        then tells the client where to resume (GET status / 416 Range).
+        then tells the client where to resume (GET status / 416 Range). With C{resumable}
+        (more requests will follow), the running hash is saved in storage too, so that any
+        process can take up the next request without reading the upload back.
         @return: Deferred firing with the new size.
         """
 

@@ -119,6 +119,11 @@ def uploadStartedAtPath(name: str, uuid: str) -> str:
     return f"{uploadPath(name, uuid)}/startedat"
 
 
+def uploadHashStatePath(name: str, uuid: str, algorithm: str, offset: int) -> str:
+    """The saved state of an upload's running hash after its first offset bytes (distribution's path)."""
+    return f"{uploadPath(name, uuid)}/hashstates/{algorithm}/{offset}"
+
+
 def linkContent(digest: str) -> bytes:
     """What a link file holds: the digest text, no newline."""
     return digest.encode("ascii")

@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from registryd import memory
-from registryd.registry import layout
+from registryd.registry import layout, resumablehash
 from registryd.registry.descriptors import Descriptor
 from registryd.registry.errors import (
     BlobUploadInvalid,
@@ -283,23 +283,54 @@ class Upload:
             await reader.close()
         return True
 
+    async def _savedHash(self, size: int) -> _RunningHash | None:
+        """The running hash at offset size as a request of any process saved it, if one did."""
+        path = layout.uploadHashStatePath(self.repository, self.uuid, RUNNING_ALGORITHM, size)
+        try:
+            saved = await self._registry.driver.getContent(path)
+        except PathNotFound:
+            return None
+        hasher = resumablehash.resumed(bytes(saved), size)
+        return None if hasher is None else _RunningHash(hasher, size)
+
+    async def _saveHash(self, state: _UploadState) -> None:
+        """Save the running hash where the next request finds it, whichever process takes it."""
+        running = state.running
+        if running is None or running.offset != self.size:
+            return
+        saved = resumablehash.marshalled(running.hasher)
+        if saved is not None:
+            path = layout.uploadHashStatePath(self.repository, self.uuid, RUNNING_ALGORITHM, running.offset)
+            await self._registry.driver.putContent(path, saved)
+
     async def _runningHash(self, state: _UploadState, size: int) -> _RunningHash | None:
-        """The running hash at offset size, rebuilt from storage when needed; None if it cannot be."""
+        """
+        The running hash at offset size: this process's, a saved one, or rebuilt from the stored
+        bytes; None if it cannot be had.
+        """
         if state.running is not None and state.running.offset == size:
             return state.running
         state.running = None
-        running = _RunningHash(newHasher(RUNNING_ALGORITHM), size)
+        if size and (saved := await self._savedHash(size)) is not None:
+            state.running = saved
+            return saved
+        running = _RunningHash(resumablehash.newRunningHasher(), size)
         if size and not await self._rehash(running.hasher, size):
             self.log.debug("upload {uuid}: stored bytes not readable before commit", uuid=self.uuid)
             return None
         state.running = running
         return running
 
-    def write(self, body: IBodyStream, start: int | None = None, length: int | None = None) -> Deferred:
-        """Append the body's bytes, hashing them as they go. @return: Deferred firing with the new size."""
-        return Deferred.fromCoroutine(self._write(body, start, length))
+    def write(
+        self, body: IBodyStream, start: int | None = None, length: int | None = None, resumable: bool = False
+    ) -> Deferred:
+        """
+        Append the body's bytes, hashing them as they go. With C{resumable} (a PATCH: more
+        requests follow), the running hash is saved as well. @return: Deferred firing with the new size.
+        """
+        return Deferred.fromCoroutine(self._write(body, start, length, resumable))
 
-    async def _write(self, body: IBodyStream, start: int | None, length: int | None) -> int:
+    async def _write(self, body: IBodyStream, start: int | None, length: int | None, resumable: bool) -> int:
         self._registry.checkWritable()
         async with _Locked(self.uuid) as state:
             writer = await self._openWriter()
@@ -319,6 +350,8 @@ class Upload:
                 raise
             self.size = writer.size
             await writer.close()
+            if resumable:
+                await self._saveHash(state)
         if length is not None and received != length:
             raise SizeInvalid(detail={"uuid": self.uuid, "declared": length, "received": received})
         return self.size
@@ -387,6 +420,8 @@ class Upload:
                 raise SizeInvalid(detail={"uuid": self.uuid, "declared": size, "received": total})
             computed = None
             running = state.running
+            if algorithm == RUNNING_ALGORITHM and total and (running is None or running.offset != total):
+                running = await self._savedHash(total)  # the chunks went through another process
             if algorithm == RUNNING_ALGORITHM and running is not None and running.offset == total:
                 computed = f"{algorithm}:{running.hasher.hexdigest()}"
             state.running = None
