@@ -137,36 +137,48 @@ class Bench:
         patches = self.figure("2a", f"{label} chunked upload, 16 MiB PATCHes", "MB/s")
         streamed = self.figure("2b", f"{label} one streamed PATCH (chunked)", "MB/s")
         downloads = self.figure("3", f"{label} blob download", "MB/s")
+        # Page cache: each upload's bytes go into page-cache pages. On a VM that hands free memory
+        # back to its host (virtio-balloon free page reporting, as here), pages that stayed free for
+        # a few seconds cost ~2 us each to touch again: writing 1 GiB into such pages takes 2.3 s of
+        # kernel time instead of 0.2 s (dd if=/dev/zero bs=1M count=1024 on a growing page cache
+        # against one that reuses just-freed pages). Which kind an upload got depended on how long
+        # ago the previous blob was removed, so both servers' figures swung by 2x from run to run.
+        # So each upload is preceded by the removal of that server's previous copy of the blob (the
+        # kernel reuses those pages at once), and each server makes one unmeasured upload first.
+        for registry in self.servers.values():
+            upload(registry, blob, digest, "put", "bench/warm-up")
         for run in range(self.options.runs):
             for server, registry in self.each(run):
                 repository = f"bench/blob-{run}"
+                workloads.removeBlob(self.roots[server], digest)
                 meter, seconds = self.measure(server, upload, registry, blob, digest, "put", repository)
                 monolithic.add(server, megabytes / seconds, meter, seconds=seconds)
                 meter, seconds = self.measure(server, download, registry, digest, size, False, repository)
                 downloads.add(server, megabytes / seconds, meter, seconds=seconds)
-                workloads.removeBlob(self.roots[server], digest)
                 self.say(
                     f"run {run} {server}: monolithic {monolithic.runs[server][-1]['value']:.0f} MB/s, "
                     f"download {downloads.runs[server][-1]['value']:.0f} MB/s"
                 )
             for server, registry in self.each(run):
                 repository = f"bench/patch-{run}"
+                workloads.removeBlob(self.roots[server], digest)
                 meter, seconds = self.measure(
                     server, workloads.patchUpload, registry, blob, digest, repository
                 )
                 patches.add(server, megabytes / seconds, meter, seconds=seconds)
-                workloads.removeBlob(self.roots[server], digest)
             for server, registry in self.each(run):
                 repository = f"bench/stream-{run}"
+                workloads.removeBlob(self.roots[server], digest)
                 meter, seconds = self.measure(
                     server, upload, registry, blob, digest, "patch-chunked", repository
                 )
                 streamed.add(server, megabytes / seconds, meter, seconds=seconds)
-                workloads.removeBlob(self.roots[server], digest)
                 self.say(
                     f"run {run} {server}: 16 MiB PATCHes {patches.runs[server][-1]['value']:.0f} MB/s, "
                     f"streamed {streamed.runs[server][-1]['value']:.0f} MB/s"
                 )
+        for server in SERVERS:
+            workloads.removeBlob(self.roots[server], digest)
 
     # -- figure 4 -----------------------------------------------------------------------------------
 
