@@ -113,10 +113,13 @@ class Bench:
             self.figures[key] = Figure(key, title, unit, higherIsBetter)
         return self.figures[key]
 
+    def order(self, run: int) -> list[str]:
+        """Both servers' names, the one going first alternating from run to run."""
+        return list(SERVERS) if run % 2 == 0 else list(reversed(SERVERS))
+
     def each(self, run: int) -> list[tuple[str, RegistryProcess]]:
         """Both servers, the one going first alternating from run to run."""
-        order = list(SERVERS) if run % 2 == 0 else list(reversed(SERVERS))
-        return [(server, self.servers[server]) for server in order]
+        return [(server, self.servers[server]) for server in self.order(run)]
 
     def measure(self, server: str, function: Callable, *args: object) -> tuple[Meter, object]:
         """Run function(*args) while metering the server's process."""
@@ -286,19 +289,35 @@ class Bench:
     def memory(self, blob: Path, digest: str) -> None:
         size = blob.stat().st_size
         label = f"{size / MiB / 1024:.0f} GiB" if size >= 1 << 30 else f"{size / MiB:.0f} MiB"
+        # The memory a transfer costs, measured on registryd as it runs by default (http.workers 1):
+        # with worker processes each would add its own idle interpreter to the sum.
+        servers = dict(self.servers)
+        single = None
+        if self.options.workers > 1:
+            single = registrydProcess(self.work / "registryd-one-process", self.roots["registryd"])
+            single.start()
+            servers["registryd"] = single
+            label += " (registryd: http.workers 1)"
         up = self.figure("7a", f"peak RSS, {label} upload", "MiB", False)
         down = self.figure("7b", f"peak RSS, {label} download", "MiB", False)
-        for run in range(self.options.big_runs):
-            for server, registry in self.each(run):
-                meter, seconds = self.measure(server, upload, registry, blob, digest, "put", "bench/big")
-                up.add(server, meter.peakMiB, meter, MBps=size / 1e6 / seconds)
-                meter, seconds = self.measure(server, download, registry, digest, size, False, "bench/big")
-                down.add(server, meter.peakMiB, meter, MBps=size / 1e6 / seconds)
-                workloads.removeBlob(self.roots[server], digest)
-                self.say(
-                    f"run {run} {server}: {label} peak RSS up {up.runs[server][-1]['value']} MiB, "
-                    f"down {down.runs[server][-1]['value']} MiB"
-                )
+        try:
+            for run in range(self.options.big_runs):
+                for server in self.order(run):
+                    registry = servers[server]
+                    with Meter(registry.pid) as meter:
+                        seconds = upload(registry, blob, digest, "put", "bench/big")
+                    up.add(server, meter.peakMiB, meter, MBps=size / 1e6 / seconds)
+                    with Meter(registry.pid) as meter:
+                        seconds = download(registry, digest, size, False, "bench/big")
+                    down.add(server, meter.peakMiB, meter, MBps=size / 1e6 / seconds)
+                    workloads.removeBlob(self.roots[server], digest)
+                    self.say(
+                        f"run {run} {server}: {label} peak RSS up {up.runs[server][-1]['value']} MiB, "
+                        f"down {down.runs[server][-1]['value']} MiB"
+                    )
+        finally:
+            if single is not None:
+                single.stop()
 
 
 def sparseFile(path: Path, size: int) -> str:
