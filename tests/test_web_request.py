@@ -300,3 +300,24 @@ class ResponseHeaderTests(unittest.TestCase):
         client.transport.write(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
         received = yield client.waitFor(b"plain get")
         self.assertNotIn(b"\r\nserver:", received.lower())
+
+
+class LocalAddressTests(unittest.TestCase):
+    """A connection's local address is asked of the socket once, not once per request."""
+
+    def test_asked_once_per_channel(self) -> None:
+        from twisted.internet.address import IPv4Address
+        from twisted.web.test.requesthelper import DummyChannel
+
+        channel = DummyChannel()
+        asked: list[int] = []
+        address = IPv4Address("TCP", "127.0.0.1", 5000)
+        channel.transport.getHost = lambda: asked.append(1) or address
+        first = requestModule.RegistryRequest(channel)
+        second = requestModule.RegistryRequest(channel)
+        self.assertEqual((first.getHost(), second.getHost()), (address, address))
+        self.assertEqual(len(asked), 1)
+        other = DummyChannel()
+        other.transport.getHost = lambda: asked.append(1) or address
+        requestModule.RegistryRequest(other)
+        self.assertEqual(len(asked), 2)  # another connection asks for its own
