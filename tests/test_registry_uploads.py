@@ -170,6 +170,59 @@ class UploadTests(TestCase):
         with self.assertRaises(PathNotFound):
             await self.driver.getContent(path)
 
+    def countWriters(self) -> dict[str, int]:
+        """How many writers the driver opens and how many of them get closed, from now on."""
+        counts = {"opened": 0, "closed": 0}
+        original = self.driver.writer
+
+        async def writer(path: str, append: bool = False) -> object:
+            opened = await original(path, append)
+            counts["opened"] += 1
+            close = opened.close
+
+            def counted() -> Deferred:
+                counts["closed"] += 1
+                return close()
+
+            opened.close = counted
+            return opened
+
+        self.driver.writer = lambda path, append=False: Deferred.fromCoroutine(writer(path, append))
+        return counts
+
+    async def test_a_kept_writer_serves_the_next_chunk(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"first "]), start=0, resumable=True)
+        counts = self.countWriters()
+        resumed = await self.repository.blobs.resumeUpload(upload.uuid, keepWriter=True)
+        await resumed.write(ListBody([b"second"]), start=6, resumable=True)
+        await resumed.release()
+        self.assertEqual(counts, {"opened": 1, "closed": 1})
+        await resumed.commit(sha256(b"first second"))
+
+    async def test_a_kept_writer_gone_stale_is_not_used(self) -> None:
+        """Another request of this process appended between the resume and the write."""
+        upload = await self.repository.blobs.createUpload()
+        await upload.write(ListBody([b"one "]), start=0, resumable=True)
+        late = await self.repository.blobs.resumeUpload(upload.uuid, keepWriter=True)
+        early = await self.repository.blobs.resumeUpload(upload.uuid)
+        await early.write(ListBody([b"two "]), start=4, resumable=True)
+        with self.assertRaises(RangeInvalid):
+            await late.write(ListBody([b"three"]), start=4)  # the kept writer still says 4
+        self.assertEqual(late.size, 8)
+        await late.write(ListBody([b"three"]), resumable=True)
+        await late.release()
+        await late.commit(sha256(b"one two three"))
+
+    async def test_an_unused_kept_writer_is_closed_by_release(self) -> None:
+        upload = await self.repository.blobs.createUpload()
+        counts = self.countWriters()
+        resumed = await self.repository.blobs.resumeUpload(upload.uuid, keepWriter=True)
+        self.assertEqual(counts, {"opened": 1, "closed": 0})
+        await resumed.release()
+        await resumed.release()
+        self.assertEqual(counts, {"opened": 1, "closed": 1})
+
     async def test_out_of_step_hasher_is_rebuilt(self) -> None:
         """Another process appended a chunk this process's hasher never saw."""
         upload = await self.repository.blobs.createUpload()

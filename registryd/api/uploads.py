@@ -71,7 +71,9 @@ def _created(api: RegistryAPI, request: IRequest, name: str, digest: str) -> Non
     return emptyAnswer(request, 201)
 
 
-async def _resume(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> object:
+async def _resume(
+    api: RegistryAPI, request: IRequest, name: str, uuid: str, keepWriter: bool = False
+) -> object:
     """The upload an upload URL names, after checking its C{_state} when it has one."""
     blobs = api.registry.repository(name).blobs
     if not isUploadID(uuid):
@@ -81,7 +83,7 @@ async def _resume(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> 
         state = unpackState(api.settings.secret, token)
         if state.name != name or state.uuid != uuid:
             raise BlobUploadInvalid("upload state does not match this upload")
-    return await blobs.resumeUpload(uuid)
+    return await blobs.resumeUpload(uuid, keepWriter)
 
 
 async def _writeChunk(
@@ -161,8 +163,11 @@ async def getUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str) -
 @endpoint(needs.push, write=True)
 async def patchUpload(api: RegistryAPI, request: IRequest, name: str, uuid: str) -> bytes | None:
     """C{PATCH}: append a chunk (with or without Content-Range, or chunked transfer-encoding)."""
-    upload = await _resume(api, request, name, uuid)
-    await _writeChunk(api, request, name, upload, resumable=True)
+    upload = await _resume(api, request, name, uuid, keepWriter=True)
+    try:
+        await _writeChunk(api, request, name, upload, resumable=True)
+    finally:
+        await upload.release()
     return _progress(api, request, name, upload, 202)
 
 

@@ -245,7 +245,7 @@ class ProxyBlobs:
     def createUpload(self) -> Deferred:
         raise _refused(self._name)
 
-    def resumeUpload(self, uuid: str) -> Deferred:
+    def resumeUpload(self, uuid: str, keepWriter: bool = False) -> Deferred:
         raise _refused(self._name)
 
 

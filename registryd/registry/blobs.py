@@ -150,6 +150,6 @@ class Blobs:
         """@return: Deferred firing with a new L{uploads.Upload}."""
         return Deferred.fromCoroutine(uploads.createUpload(self._registry, self._name))
 
-    def resumeUpload(self, uuid: str) -> Deferred:
+    def resumeUpload(self, uuid: str, keepWriter: bool = False) -> Deferred:
         """@return: Deferred firing with the upload of that id. L{BlobUploadUnknown}."""
-        return Deferred.fromCoroutine(uploads.resumeUpload(self._registry, self._name, uuid))
+        return Deferred.fromCoroutine(uploads.resumeUpload(self._registry, self._name, uuid, keepWriter))

@@ -70,6 +70,9 @@ class IUpload(Interface):
     def cancel() -> object:
         """Discard the upload. @return: Deferred firing None."""
 
+    def release() -> object:
+        """Let go of what a resume kept for a write (see L{IBlobs.resumeUpload}). @return: Deferred."""
+
 
 class IBlobs(Interface):
     """The blobs linked into one repository."""
@@ -104,8 +107,12 @@ class IBlobs(Interface):
     def createUpload() -> object:
         """@return: Deferred firing with a new L{IUpload}."""
 
-    def resumeUpload(uuid: str) -> object:
-        """@return: Deferred firing with the L{IUpload}. L{BlobUploadUnknown}."""
+    def resumeUpload(uuid: str, keepWriter: bool = False) -> object:
+        """
+        @param keepWriter: a write follows at once: keep what was opened to find the upload for
+            it (the caller then calls the upload's C{release} when done, written or not).
+        @return: Deferred firing with the L{IUpload}. L{BlobUploadUnknown}.
+        """
 
 
 class IManifests(Interface):
