@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.python.failure import Failure
 
 
@@ -95,6 +95,54 @@ class ThreadQueue:
                     return
                 item, done = self._items.popleft()
             self._results.call(done, self._function, item)
+
+
+class Backlog:
+    """
+    What a caller handed to a thread and goes on without waiting for, item by item: it waits
+    only when more than it allows are outstanding (L{whenAtMost}). The first item to fail
+    fails every wait from then on (L{failure}); the items' own Deferreds are consumed here.
+    """
+
+    def __init__(self) -> None:
+        self.outstanding = 0
+        self.failure: Failure | None = None
+        self._waiters: list[tuple[int, Deferred]] = []
+
+    def track(self, done: Deferred) -> None:
+        """Count an item until done fires."""
+        self.outstanding += 1
+        done.addBoth(self._settled)
+
+    def forget(self, count: int) -> None:
+        """count tracked items will never be done (they were dropped from the queue)."""
+        self.outstanding -= count
+        self._wake()
+
+    def whenAtMost(self, outstanding: int) -> Deferred:
+        """@return: Deferred firing once at most that many items are outstanding, or failing as one did."""
+        if self.failure is not None:
+            return fail(self.failure)
+        if self.outstanding <= outstanding:
+            return succeed(None)
+        waiting: Deferred = Deferred()
+        self._waiters.append((outstanding, waiting))
+        return waiting
+
+    def _settled(self, result: object) -> None:
+        self.outstanding -= 1
+        if isinstance(result, Failure) and self.failure is None:
+            self.failure = result
+        self._wake()
+
+    def _wake(self) -> None:
+        ready = [(n, d) for n, d in self._waiters if self.failure is not None or self.outstanding <= n]
+        self._waiters = [(n, d) for n, d in self._waiters if (n, d) not in ready]
+        for _, waiting in ready:
+            if self.failure is not None:
+                waiting.errback(self.failure)
+            else:
+                waiting.callback(None)
 
 
 class QuickThreads:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredList
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
 
-from registryd.threads import QuickThreads, ThreadQueue
+from registryd.threads import Backlog, QuickThreads, ThreadQueue
 
 
 class CountingPool:
@@ -133,3 +133,35 @@ class QuickThreadsTests(TestCase):
         self.threads.stop()
         self.assertEqual(sorted(ran), list(range(5)))
         self.assertEqual(self.threads._threads, [])
+
+
+class BacklogTests(TestCase):
+    def test_waits_until_at_most_that_many_are_outstanding(self) -> None:
+        backlog = Backlog()
+        items = [Deferred() for _ in range(3)]
+        for item in items:
+            backlog.track(item)
+        atMostTwo, atMostNone = backlog.whenAtMost(2), backlog.whenAtMost(0)
+        self.assertTrue(backlog.whenAtMost(3).called)
+        self.assertFalse(atMostTwo.called)
+        items[0].callback("done")
+        self.assertTrue(atMostTwo.called)
+        self.assertFalse(atMostNone.called)
+        items[1].callback("done")
+        backlog.forget(1)  # the third was dropped from its queue
+        self.assertTrue(atMostNone.called)
+        self.assertEqual(backlog.outstanding, 0)
+
+    def test_the_first_failure_fails_every_wait_from_then_on(self) -> None:
+        backlog = Backlog()
+        first, second = Deferred(), Deferred()
+        backlog.track(first)
+        backlog.track(second)
+        waiting = backlog.whenAtMost(0)
+        first.errback(ValueError("first"))
+        second.errback(KeyError("second"))
+        self.failureResultOf(waiting, ValueError)
+        self.failureResultOf(backlog.whenAtMost(5), ValueError)
+        # The items' own failures were consumed: none is left unhandled.
+        self.assertIsNone(self.successResultOf(first))
+        self.assertIsNone(self.successResultOf(second))

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from registryd import memory
@@ -35,7 +34,7 @@ from registryd.registry.errors import (
 from registryd.registry.interfaces import IBodyStream, IUpload
 from registryd.registry.names import isUploadID, newHasher, parseDigest
 from registryd.storage.interfaces import IFileWriter, InvalidOffset, PathNotFound
-from registryd.threads import ThreadQueue
+from registryd.threads import Backlog, ThreadQueue
 
 if TYPE_CHECKING:
     from registryd.registry.core import Registry
@@ -149,60 +148,27 @@ class _HashBehind:
         self._hasher = hasher
         self._ahead = ahead
         self._queue = ThreadQueue(reactor, reactor.getThreadPool(), hasher.update)
-        self._backlog = 0  # chunks fed and not hashed yet
-        self._failure: Failure | None = None
-        self._waiters: list[tuple[int, Deferred]] = []
+        self._backlog = Backlog()
         self.caughtUp = False
         """Set by the upload once the hasher has seen exactly what the writer took."""
 
     def feed(self, chunk: bytes) -> Deferred:
         """Queue a chunk; the Deferred fires once at most C{ahead} chunks are not hashed yet."""
-        if self._failure is not None:
-            return fail(self._failure)
-        if self._backlog == 0 and len(chunk) < THREAD_HASH_MINIMUM:
+        if self._backlog.failure is not None:
+            return fail(self._backlog.failure)
+        if self._backlog.outstanding == 0 and len(chunk) < THREAD_HASH_MINIMUM:
             self._hasher.update(chunk)  # nothing in the thread's hands: cheaper than a hand-over
             return succeed(None)
-        self._backlog += 1
-        self._queue.submit(chunk).addCallbacks(self._hashed, self._failed)
-        return self._whenAtMost(self._ahead)
+        self._backlog.track(self._queue.submit(chunk))
+        return self._backlog.whenAtMost(self._ahead)
 
     def finish(self) -> Deferred:
         """@return: Deferred firing once every chunk fed is hashed (or failing as the hashing did)."""
-        return self._whenAtMost(0)
+        return self._backlog.whenAtMost(0)
 
     def abandon(self) -> None:
         """Hash nothing more (the upload failed)."""
-        self._backlog -= len(self._queue.clear())
-        self._wake()
-
-    def _whenAtMost(self, waiting: int) -> Deferred:
-        if self._failure is not None:
-            return fail(self._failure)
-        if self._backlog <= waiting:
-            return succeed(None)
-        d: Deferred = Deferred()
-        self._waiters.append((waiting, d))
-        return d
-
-    def _hashed(self, _: object) -> None:
-        self._backlog -= 1
-        self._wake()
-
-    def _failed(self, failure: Failure) -> None:
-        self._backlog -= 1
-        if self._failure is None:
-            self._failure = failure
-            self.abandon()
-        self._wake()
-
-    def _wake(self) -> None:
-        ready = [(n, d) for n, d in self._waiters if self._failure is not None or self._backlog <= n]
-        self._waiters = [(n, d) for n, d in self._waiters if (n, d) not in ready]
-        for _, d in ready:
-            if self._failure is not None:
-                d.errback(self._failure)
-            else:
-                d.callback(None)
+        self._backlog.forget(len(self._queue.clear()))
 
 
 async def createUpload(registry: Registry, name: str) -> Upload:

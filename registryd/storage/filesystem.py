@@ -42,7 +42,7 @@ from registryd.storage.interfaces import (
 )
 from registryd.storage.paths import checkPath, join
 from registryd.storage.writeback import startWriteback
-from registryd.threads import QuickThreads, ThreadQueue
+from registryd.threads import Backlog, QuickThreads, ThreadQueue
 
 NAME = "filesystem"
 DEFAULT_ROOT_DIRECTORY = "/var/lib/registry"
@@ -578,9 +578,7 @@ class _FileWriter:
         self._pieces: list[bytes] = []
         self._pending = 0
         self._batches: ThreadQueue | None = None  # made on the first batch, in the reactor thread
-        self._queued = 0  # batches handed to the thread and not yet written
-        self._waiting: list[tuple[int, Deferred]] = []  # callers waiting for the queue to shorten
-        self._error: Failure | None = None
+        self._written = Backlog()  # batches handed to the thread and not yet written; the first error
         self._state = "open"
 
     def _checkOpen(self) -> None:
@@ -592,8 +590,8 @@ class _FileWriter:
             self._checkOpen()
         except StorageDriverError as e:
             return fail(e)
-        if self._error is not None:
-            return fail(self._error)
+        if self._written.failure is not None:
+            return fail(self._written.failure)
         if not data:
             return succeed(None)
         if not isinstance(data, bytes):
@@ -605,7 +603,7 @@ class _FileWriter:
             return succeed(None)
         self._sendBatch()
         # The disk is busy with this batch; gather the next meanwhile, unless too many wait.
-        return self._whenAtMost(_QUEUED_BATCHES)
+        return self._written.whenAtMost(_QUEUED_BATCHES)
 
     def _sendBatch(self) -> None:
         pieces, self._pieces, self._pending = self._pieces, [], 0
@@ -614,37 +612,15 @@ class _FileWriter:
         if self._batches is None:
             fd = self._fd
             self._batches = self._driver._streamQueue(lambda batch: _writeAll(fd, batch))
-        self._queued += 1
-        d = self._batches.submit(pieces)
-        d.addErrback(self._driver._typed, self._path)
-        d.addBoth(self._batchWritten)
-
-    def _whenAtMost(self, queued: int) -> Deferred:
-        if self._queued <= queued:
-            return succeed(None) if self._error is None else fail(self._error)
-        waiting: Deferred = Deferred()
-        self._waiting.append((queued, waiting))
-        return waiting
-
-    def _batchWritten(self, result: object) -> None:
-        self._queued -= 1
-        if isinstance(result, Failure) and self._error is None:
-            self._error = result
-        released = [(n, d) for n, d in self._waiting if self._queued <= n or self._error is not None]
-        self._waiting = [(n, d) for n, d in self._waiting if (n, d) not in released]
-        for _, waiting in released:
-            if self._error is not None:
-                waiting.errback(self._error)
-            else:
-                waiting.callback(None)
+        self._written.track(self._batches.submit(pieces).addErrback(self._driver._typed, self._path))
 
     async def _drain(self) -> None:
         """Write what is gathered and wait for every batch to reach the file."""
         self._sendBatch()
         try:
-            await self._whenAtMost(0)
+            await self._written.whenAtMost(0)
         except Exception:
-            pass  # kept in self._error, for _finish to report
+            pass  # kept in self._written.failure, for _finish to report
 
     async def _finish(self, state: str, finalStep: Callable[[int], None]) -> None:
         self._checkOpen()
@@ -653,9 +629,8 @@ class _FileWriter:
             await self._drain()
         finally:
             await self._driver._stream(self._path, finalStep, self._fd)
-        if self._error is not None and state != "cancelled":
-            error, self._error = self._error, None
-            error.raiseException()
+        if self._written.failure is not None and state != "cancelled":
+            self._written.failure.raiseException()
 
     def close(self) -> Deferred:
         return Deferred.fromCoroutine(self._finish("closed", _closeFile))
